@@ -1,0 +1,57 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Example ASGI app deployed by pyfleet.deploy's demo and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+from fastapi import FastAPI, Query, Request
+
+APP_VERSION = "v1"
+HERE = Path(__file__).resolve().parent
+
+
+def _release() -> dict:
+    """Read the metadata the app role writes next to the code."""
+    try:
+        return json.loads((HERE / ".release.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+RELEASE = _release()
+app = FastAPI(title="pyfleet example", version=APP_VERSION)
+
+
+@app.get("/")
+async def index() -> dict:
+    return {"app": "pyfleet-example", "version": APP_VERSION}
+
+
+@app.get("/health")
+async def health() -> dict:
+    return {
+        "status": "ok",
+        "release": RELEASE.get("id", "unknown"),
+        "version": APP_VERSION,
+        "pid": os.getpid(),
+    }
+
+
+@app.get("/slow")
+async def slow(seconds: float = Query(1.0, ge=0, le=30)) -> dict:
+    await asyncio.sleep(seconds)
+    return {"slept": seconds, "version": APP_VERSION}
+
+
+@app.get("/client")
+async def client(request: Request) -> dict:
+    """Show the peer as the app sees it, after proxy headers are applied."""
+    return {
+        "client": request.client.host if request.client else None,
+        "scheme": request.url.scheme,
+        "host": request.headers.get("host"),
+    }

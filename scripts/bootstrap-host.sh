@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Prepare a Debian controller for the test bed: apt packages, the Docker
+# engine (from Debian's own packages) and a running dockerd.
+# Idempotent: every step checks before it acts.
+set -euo pipefail
+
+log() { printf '[bootstrap] %s\n' "$*"; }
+
+APT_PACKAGES=(docker.io debootstrap python3-venv curl openssl make git jq)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  [[ $(id -u) -eq 0 ]] || { echo "bootstrap: need root to install: ${missing[*]}" >&2; exit 1; }
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+docker_up() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+if ! docker_up; then
+  log "starting the Docker engine"
+  if [[ -d /run/systemd/system ]]; then
+    systemctl start docker
+  else
+    # No systemd on this controller (a CI sandbox): run dockerd detached.
+    setsid dockerd >/var/log/pyfleet-dockerd.log 2>&1 < /dev/null &
+  fi
+  for _ in $(seq 1 60); do docker_up && break; sleep 1; done
+  docker_up || { echo "bootstrap: dockerd did not start; see /var/log/pyfleet-dockerd.log" >&2; exit 1; }
+fi
+log "docker engine $(docker version --format '{{.Server.Version}}') is up"
