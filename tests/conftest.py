@@ -1,0 +1,16 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Make the repository importable as ansible_collections.pyfleet.deploy."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_TREE = ROOT / ".cache" / "collections"
+_LINK = _TREE / "ansible_collections" / "pyfleet" / "deploy"
+if not _LINK.exists():
+    _LINK.parent.mkdir(parents=True, exist_ok=True)
+    _LINK.symlink_to(ROOT, target_is_directory=True)
+if str(_TREE) not in sys.path:
+    sys.path.insert(0, str(_TREE))
