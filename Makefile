@@ -12,7 +12,7 @@ export MOLECULE_NO_LOG := false
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: help test host venv image lint unit molecule build demo demo-clean lock clean
+.PHONY: help test host venv image lint unit molecule build demo demo-clean bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,13 @@ demo: venv image build ## Deploy the example app on a local host and show it ove
 
 demo-clean: ## Remove the demo host
 	docker rm -f pyfleet-demo >/dev/null 2>&1 || true
+
+bench: venv image ## Zero-downtime benchmark on the fleet hosts (about 20 min)
+	molecule destroy -s fleet
+	molecule create -s fleet
+	molecule converge -s fleet
+	molecule side-effect -s fleet
+	molecule destroy -s fleet
 
 lock: ## Re-resolve requirements-dev.in into requirements-dev.txt
 	rm -rf .cache/lockvenv && $(PYTHON) -m venv .cache/lockvenv

@@ -1,0 +1,110 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright (c) pyfleet.deploy developers
+# Installed by the pyfleet.deploy.gunicorn role. Changes need a restart.
+"""Uvicorn workers for Gunicorn that drain keep-alive connections safely.
+
+Why this exists (measured, see the collection README): on SIGTERM, which
+Gunicorn sends to every old worker on a HUP, Uvicorn closes each idle
+keep-alive connection at once. nginx may have written a request on that pooled
+connection a moment earlier. The kernel then answers with a reset (unread data
+on close), nginx logs ``recv() failed (104: Connection reset by peer)`` or
+``writev() failed (32: Broken pipe)``, and a client gets a 502 once nginx runs
+out of retries. Connections the worker accepted just before it stopped are
+lost the same way.
+
+These workers change only how an old worker drains:
+
+* an idle connection is not closed by the worker. The next request on it is
+  served normally, with ``Connection: close``, so nginx drops it after the
+  answer. If no request comes, the usual keep-alive timer closes it. nginx
+  closes its idle upstream connections sooner (``keepalive_timeout`` of the
+  upstream block is shorter than Gunicorn's ``keepalive``), so the close always
+  comes from nginx's side and nothing is in flight when it happens;
+* connections accepted while the worker stops are served the same way;
+* the worker keeps its heartbeat while it drains, so the arbiter does not
+  abort it, and ``graceful_timeout`` bounds the drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from gunicorn.arbiter import Arbiter
+from uvicorn.server import Server
+from uvicorn_worker import UvicornWorker as _BaseWorker
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _BaseProtocol
+except ImportError:  # httptools is optional; uvicorn falls back to h11 the same way
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _BaseProtocol
+
+
+class DrainingHttpProtocol(_BaseProtocol):
+    """HTTP protocol whose graceful shutdown never closes a connection under a client."""
+
+    _pyfleet_draining = False
+
+    def _draining(self):
+        return self._pyfleet_draining or getattr(self.server_state, "pyfleet_draining", False)
+
+    def _close_after_this_request(self):
+        if self._draining() and self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+
+    # httptools calls this when a request's headers are parsed.
+    def on_headers_complete(self):
+        super().on_headers_complete()
+        self._close_after_this_request()
+
+    # h11 parses requests here.
+    def handle_events(self):
+        super().handle_events()
+        self._close_after_this_request()
+
+    def shutdown(self):
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False
+            return
+        # Idle: stay open; the keep-alive timer (or the peer) closes it.
+        self._pyfleet_draining = True
+        if self.timeout_keep_alive_task is None and not self.transport.is_closing():
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+
+class DrainingServer(Server):
+    """Uvicorn server that marks itself draining and keeps the worker's heartbeat."""
+
+    async def _heartbeat(self):
+        while True:
+            if self.config.callback_notify is not None:
+                await self.config.callback_notify()
+            await asyncio.sleep(1.0)
+
+    async def shutdown(self, sockets=None):
+        self.server_state.pyfleet_draining = True
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            heartbeat.cancel()
+
+
+class UvicornWorker(_BaseWorker):
+    """``uvicorn_worker.UvicornWorker`` with the draining protocol and server."""
+
+    CONFIG_KWARGS = {"loop": "auto", "http": DrainingHttpProtocol}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Bound the drain: in-flight requests and idle connections get this long.
+        self.config.timeout_graceful_shutdown = self.cfg.graceful_timeout
+
+    async def _serve(self):
+        self.config.app = self.wsgi
+        server = DrainingServer(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
