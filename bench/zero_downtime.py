@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 from loadgen import summarize  # noqa: E402
+from releases import variant  # noqa: E402
 
 APP_HOSTS = ["fleet-app1", "fleet-app2", "fleet-app3"]
 LB_URL = "https://127.0.0.1:9443"
@@ -58,18 +58,6 @@ def playbook(inventory, name, extra):
     return started, time.time()
 
 
-def variant(work, version):
-    path = os.path.join(work, version)
-    shutil.copytree(os.path.join(PROJECT, "examples", "fastapi", "app"), path,
-                    ignore=shutil.ignore_patterns("__pycache__", ".release.json"))
-    main = os.path.join(path, "main.py")
-    with open(main, encoding="utf-8") as handle:
-        code = handle.read().replace('APP_VERSION = "v1"', 'APP_VERSION = "%s"' % version)
-    with open(main, "w", encoding="utf-8") as handle:
-        handle.write(code)
-    return path
-
-
 def window(samples, start, end):
     return summarize(samples, start, end)
 
@@ -88,7 +76,7 @@ def main(argv=None):
 
     os.makedirs(args.output, exist_ok=True)
     work = tempfile.mkdtemp(prefix="pyfleet-bench-")
-    releases = [variant(work, "v2"), variant(work, "v3")]
+    releases = [variant(work, "v2", "v2"), variant(work, "v3", "v3")]
     lockfile = os.path.join(PROJECT, "examples", "fastapi", "requirements.txt")
     base = {"app_requirements": lockfile}
     stop = os.path.join(work, "stop")

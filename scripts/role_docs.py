@@ -19,7 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- role-vars:begin -->", "<!-- role-vars:end -->"
-ROLES = ["app", "gunicorn", "nginx", "tls"]
+ROLES = ["app", "gunicorn", "nginx", "tls", "rollout"]
 
 
 def _text(value) -> str:

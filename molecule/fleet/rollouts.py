@@ -13,10 +13,8 @@ of failed requests.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,19 +30,9 @@ SERVER_NAME = "pyfleet.test"
 APP_HOSTS = ["fleet-app1", "fleet-app2", "fleet-app3"]
 EXAMPLE = os.path.join(PROJECT, "examples", "fastapi")
 
+sys.path.insert(0, os.path.join(PROJECT, "bench"))
 
-def _load_tree_hash():
-    """The collection's own content hash, loaded from the source tree."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "pyfleet_tree_hash", os.path.join(PROJECT, "plugins", "lookup", "tree_hash.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.tree_hash
-
-
-tree_hash = _load_tree_hash()
+from releases import release_id, variant  # noqa: E402
 
 WORK = tempfile.mkdtemp(prefix="pyfleet-fleet-")
 FAILURES = []
@@ -63,30 +51,12 @@ def check(condition, message):
 
 # --- release variants, derived from the v1 example -------------------------
 
-def variant(name, version, extra_code=""):
-    path = os.path.join(WORK, name)
-    shutil.copytree(os.path.join(EXAMPLE, "app"), path,
-                    ignore=shutil.ignore_patterns("__pycache__", ".release.json"))
-    main = os.path.join(path, "main.py")
-    with open(main, encoding="utf-8") as handle:
-        code = handle.read().replace('APP_VERSION = "v1"', 'APP_VERSION = "%s"' % version)
-    with open(main, "w", encoding="utf-8") as handle:
-        handle.write(code + extra_code)
-    return path
-
-
-def release_id(tree, lockfile):
-    with open(lockfile, "rb") as handle:
-        lock_sha = hashlib.sha256(handle.read()).hexdigest()
-    return hashlib.sha256(("%s:%s" % (tree_hash(tree), lock_sha)).encode()).hexdigest()[:12]
-
-
 LOCK_V1 = os.path.join(EXAMPLE, "requirements.txt")
 LOCK_DEPS = os.path.join(EXAMPLE, "requirements-deps-change.txt")
-V2 = variant("v2", "v2")
-V3 = variant("v3", "v3")
-BROKEN = variant("broken", "v2-broken", "\nimport module_that_is_not_installed  # noqa: F401\n")
-UNHEALTHY = variant("unhealthy", "v2-unhealthy", '''
+V2 = variant(WORK, "v2", "v2")
+V3 = variant(WORK, "v3", "v3")
+BROKEN = variant(WORK, "broken", "v2-broken", "\nimport module_that_is_not_installed  # noqa: F401\n")
+UNHEALTHY = variant(WORK, "unhealthy", "v2-unhealthy", '''
 
 @app.middleware("http")
 async def _health_fails(request, call_next):

@@ -29,7 +29,7 @@ GOOD = {
 }
 
 
-def run_site(tmp_path: Path, **overrides) -> subprocess.CompletedProcess:
+def run_site(tmp_path: Path, playbook: str = "site", **overrides) -> subprocess.CompletedProcess:
     variables = {**GOOD, **overrides}
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(json.dumps({
@@ -46,7 +46,7 @@ def run_site(tmp_path: Path, **overrides) -> subprocess.CompletedProcess:
     bindir = Path(sys.executable).parent
     return subprocess.run(
         [str(bindir / "ansible-playbook"), "-i", str(inventory), "-e", f"@{extra}",
-         str(ROOT / "playbooks" / "site.yml")],
+         str(ROOT / "playbooks" / f"{playbook}.yml")],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )
 
@@ -94,3 +94,33 @@ def test_unhashed_lockfile_is_refused(tmp_path):
     output = result.stdout + result.stderr
     assert "carry no --hash: fastapi==0.165.0" in output, output[-3000:]
     assert "UNREACHABLE" not in output
+
+
+@pytest.mark.parametrize(
+    ("playbook", "overrides", "expected"),
+    [
+        ("rolling_reload", {"rollout_reload": "usr2"}, "value of rollout_reload must be one of: auto, hup, restart, got: usr2"),
+        ("rolling_reload", {"rollout_batches": [1, "half"]}, "rollout_batches must be a list of host counts"),
+        ("rollback", {"rollout_health_path": "health"}, "rollout_health_path must start with '/'"),
+        ("site", {"nginx_upstream_keepalive_timeout": 90},
+         "nginx_upstream_keepalive_timeout (90) must be at least 1 and shorter than gunicorn_keepalive"),
+    ],
+    ids=["unknown-reload-method", "bad-batches", "relative-health-path", "keepalive-order"],
+)
+def test_bad_rollout_input_fails_before_any_host_is_touched(tmp_path, playbook, overrides, expected):
+    result = run_site(tmp_path, playbook=playbook, **overrides)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert expected in output, output[-3000:]
+    assert "UNREACHABLE" not in output, "a host was contacted before validation failed"
+
+
+def test_an_unreachable_host_refuses_the_rollout_before_any_change(tmp_path):
+    result = run_site(tmp_path, playbook="rolling_reload")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "PLAY [Lock the fleet]" in output, output[-3000:]
+    assert "UNREACHABLE" in output
+    # The later plays find no host left: nothing is staged, switched or reloaded.
+    assert "TASK [Stage and import the release on the canary]" not in output, output[-3000:]
+    assert "TASK [Ship, verify and if needed roll back this host]" not in output

@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright (c) pyfleet.deploy developers
+"""Release variants of the FastAPI example, for the bench and the fleet scenario."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(PROJECT, "examples", "fastapi")
+
+
+def variant(work, name, version, extra_code=""):
+    """Copy the v1 example to ``work/name``, report ``version``, append ``extra_code``."""
+    path = os.path.join(work, name)
+    shutil.copytree(os.path.join(EXAMPLE, "app"), path,
+                    ignore=shutil.ignore_patterns("__pycache__", ".release.json"))
+    main = os.path.join(path, "main.py")
+    with open(main, encoding="utf-8") as handle:
+        code = handle.read().replace('APP_VERSION = "v1"', 'APP_VERSION = "%s"' % version)
+    with open(main, "w", encoding="utf-8") as handle:
+        handle.write(code + extra_code)
+    return path
+
+
+def _tree_hash():
+    """The collection's own content hash, loaded from the source tree."""
+    spec = importlib.util.spec_from_file_location(
+        "pyfleet_tree_hash", os.path.join(PROJECT, "plugins", "lookup", "tree_hash.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.tree_hash
+
+
+def release_id(tree, lockfile):
+    """The id the app role computes: code and lockfile together."""
+    with open(lockfile, "rb") as handle:
+        lock_sha = hashlib.sha256(handle.read()).hexdigest()
+    return hashlib.sha256(("%s:%s" % (_tree_hash()(tree), lock_sha)).encode()).hexdigest()[:12]

@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The rollout summary: results in inventory order and the printed table."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.pyfleet.deploy.plugins.filter.rollout import rollout_results, rollout_table
+
+OK = {"host": "app1", "from": "aaa", "to": "bbb", "method": "hup", "why": "code or config only",
+      "swap_seconds": 0.412, "socket_ms": 3.1, "nginx_ms": 4.25, "result": "ok", "reason": ""}
+BACK = {"host": "app1", "from": "aaa", "to": "ccc", "method": "hup", "why": "code or config only",
+        "swap_seconds": None, "socket_ms": None, "nginx_ms": None, "result": "rolled back",
+        "reason": "Check health through the Gunicorn socket: status 503 not in [200]"}
+
+
+def test_hosts_without_a_result_are_not_started_and_order_is_kept():
+    hostvars = {"app1": {"rollout_result": OK}, "app2": {}, "app3": {"rollout_result": dict(OK, host="app3")}}
+    results = rollout_results(["app3", "app1", "app2"], hostvars)
+    assert [r["host"] for r in results] == ["app3", "app1", "app2"]
+    assert [r["result"] for r in results] == ["ok", "ok", "not started"]
+
+
+def test_a_host_missing_from_hostvars_is_not_started():
+    assert rollout_results(["gone"], {})[0]["result"] == "not started"
+
+
+def test_table_has_one_aligned_row_per_host_and_the_reasons():
+    report = {"rollout": "r1", "release": "ccc", "stopped": True, "stop_reason": "app1: rolled back",
+              "hosts": [BACK, {"host": "app2", "result": "not started"}]}
+    lines = rollout_table(report).splitlines()
+    assert lines[0] == "rollout r1  release ccc"
+    header, rule, first, second = lines[1:5]
+    assert header.split() == ["host", "release", "method", "swap", "s", "socket", "ms", "nginx", "ms", "result"]
+    assert first.startswith("app1  ") and "aaa -> ccc" in first and first.endswith("rolled back")
+    assert second.split()[:2] == ["app2", "-"] and second.endswith("not started")
+    # Columns line up: every row starts its result column where the header does.
+    assert first.index("rolled back") == header.index("result") == second.index("not started")
+    assert lines[5] == "app1: Check health through the Gunicorn socket: status 503 not in [200]"
+    assert lines[-1] == "stopped: app1: rolled back"
+
+
+def test_numbers_are_rounded_for_reading():
+    table = rollout_table({"rollout": "r", "release": "bbb", "hosts": [OK]})
+    assert "0.41" in table and "4.25" in table and "3.10" in table
+
+
+def test_a_report_without_hosts_is_rejected():
+    with pytest.raises(AnsibleFilterError, match="hosts"):
+        rollout_table({"rollout": "r"})
