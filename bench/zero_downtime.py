@@ -4,20 +4,25 @@
 """Zero-downtime benchmark: three ways to ship a release, same hosts, same load.
 
 Runs against the Molecule ``fleet`` hosts (1 load balancer, 3 app servers),
-converged by ``make bench``. The load (bench/loadgen.py) goes through the load
-balancer's port published on 127.0.0.1 and never stops between phases:
+converged by ``make bench``. Two loads run without pause through all phases:
 
-(a) naive restart: ``systemctl restart <app>.socket <app>.service`` on each app
-    server in turn. Restarting the socket too closes the listener while the
-    process restarts, as a unit without socket activation does;
+* ``direct``: 100 clients straight to fleet-app1's nginx (127.0.0.1:9444),
+  the single-host topology of the tutorials, with no load balancer to retry;
+* ``lb``: 20 clients through the load balancer (127.0.0.1:9443).
+
+Both mix keep-alive and new connections, and 10% of clients hold 1 s requests.
+
+(a) naive restart: ``systemctl restart <app>.socket <app>.service`` on
+    fleet-app1. Restarting the socket too closes the listener while the process
+    restarts, as a unit without socket activation does;
 (b) the tutorials' recipe: plain HUP (``systemctl reload``) of stock
-    ``uvicorn_worker.UvicornWorker`` behind nginx upstream keepalive, each app
-    server in turn (``gunicorn_drain_keepalive: false``);
-(c) ``pyfleet.deploy.rolling_reload`` between two releases, repeated until the
-    requests in flight during rollouts reach ``--min-requests``.
+    ``uvicorn_worker.UvicornWorker`` behind nginx upstream keepalive, on
+    fleet-app1 (``gunicorn_drain_keepalive: false``);
+(c) ``pyfleet.deploy.rolling_reload`` of the fleet between two releases,
+    repeated until the direct load has sent ``--min-requests`` requests while
+    rollouts ran.
 
-Each phase is measured in its own window; a steady window before each phase
-gives the baseline. Output: one JSON document and a Markdown table.
+A steady window before each phase gives the baseline.
 """
 
 from __future__ import annotations
@@ -37,18 +42,16 @@ sys.path.insert(0, HERE)
 from loadgen import summarize  # noqa: E402
 from releases import variant  # noqa: E402
 
-APP_HOSTS = ["fleet-app1", "fleet-app2", "fleet-app3"]
-LB_URL = "https://127.0.0.1:9443"
+TARGET = "fleet-app1"
+LOADS = {
+    "direct": {"url": "https://127.0.0.1:9444", "clients": 100, "slow": 10},
+    "lb": {"url": "https://127.0.0.1:9443", "clients": 20, "slow": 2},
+}
 
 
 def run(argv, **kwargs):
     print("$ " + " ".join(argv), flush=True)
     return subprocess.run(argv, check=True, **kwargs)
-
-
-def on_hosts(*command):
-    for host in APP_HOSTS:
-        run(["docker", "exec", host] + list(command))
 
 
 def playbook(inventory, name, extra):
@@ -58,8 +61,46 @@ def playbook(inventory, name, extra):
     return started, time.time()
 
 
-def window(samples, start, end):
-    return summarize(samples, start, end)
+class Load:
+    def __init__(self, work, name, spec, ca_file):
+        self.name = name
+        self.stop = os.path.join(work, "stop")
+        self.output = os.path.join(work, "load-%s.json" % name)
+        self.progress = os.path.join(work, "progress-%s" % name)
+        self.process = subprocess.Popen([
+            sys.executable, os.path.join(HERE, "loadgen.py"), spec["url"],
+            "--host-header", "pyfleet.test", "--ca-file", ca_file,
+            "--clients", str(spec["clients"]), "--slow-clients", str(spec["slow"]),
+            "--keepalive-percent", "50", "--duration", "7200", "--stop-file", self.stop,
+            "--samples", "--progress-file", self.progress, "--output", self.output])
+
+    def count(self):
+        try:
+            with open(self.progress, encoding="utf-8") as handle:
+                return int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def result(self):
+        self.process.wait(timeout=600)
+        with open(self.output, encoding="utf-8") as handle:
+            return json.load(handle)
+
+
+def phase_figures(samples, steady, spans):
+    during = [s for s in samples if any(begin <= s[0] < end for begin, end in spans)]
+    rollout = summarize(during)
+    steady_summary = summarize(samples, *steady)
+    span = sum(end - begin for begin, end in spans)
+    steady_rate = steady_summary["requests"] / (steady[1] - steady[0])
+    return {
+        "steady": steady_summary,
+        "rollout": rollout,
+        "rollout_seconds": [round(end - begin, 1) for begin, end in spans],
+        "throughput_ratio": round((rollout["requests"] / span) / steady_rate, 3) if steady_rate else None,
+        "p99_ratio": (round(rollout["p99_ms"] / steady_summary["p99_ms"], 2)
+                      if rollout["p99_ms"] and steady_summary["p99_ms"] else None),
+    }
 
 
 def main(argv=None):
@@ -67,9 +108,9 @@ def main(argv=None):
     parser.add_argument("--inventory", required=True, help="the fleet scenario's inventory directory")
     parser.add_argument("--ca-file", required=True)
     parser.add_argument("--min-requests", type=int, default=200000,
-                        help="requests during (c) rollouts before it stops")
-    parser.add_argument("--max-rollouts", type=int, default=30, help="upper bound on (c) rollouts")
-    parser.add_argument("--rounds", type=int, default=2, help="restarts or HUPs per host in (a) and (b)")
+                        help="direct requests during (c) rollouts before it stops")
+    parser.add_argument("--max-rollouts", type=int, default=40, help="upper bound on (c) rollouts")
+    parser.add_argument("--rounds", type=int, default=4, help="restarts or HUPs in (a) and (b)")
     parser.add_argument("--steady", type=float, default=20.0, help="seconds of steady load before a phase")
     parser.add_argument("--output", default=os.path.join(PROJECT, ".cache", "bench"))
     args = parser.parse_args(argv)
@@ -77,115 +118,80 @@ def main(argv=None):
     os.makedirs(args.output, exist_ok=True)
     work = tempfile.mkdtemp(prefix="pyfleet-bench-")
     releases = [variant(work, "v2", "v2"), variant(work, "v3", "v3")]
-    lockfile = os.path.join(PROJECT, "examples", "fastapi", "requirements.txt")
-    base = {"app_requirements": lockfile}
-    stop = os.path.join(work, "stop")
-    samples_file = os.path.join(work, "load.json")
-    progress = os.path.join(work, "progress")
+    base = {"app_requirements": os.path.join(PROJECT, "examples", "fastapi", "requirements.txt")}
 
-    def requests_so_far():
-        try:
-            with open(progress, encoding="utf-8") as handle:
-                return int(handle.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            return 0
-
-    # Stock worker first, for (a) and (b).
+    # The stock worker first, for (a) and (b).
     playbook(args.inventory, "site", dict(base, app_source={"type": "dir", "path": releases[0]},
                                           gunicorn_drain_keepalive=False))
-    load = subprocess.Popen([sys.executable, os.path.join(HERE, "loadgen.py"), LB_URL,
-                             "--host-header", "pyfleet.test", "--ca-file", args.ca_file,
-                             "--clients", "100", "--slow-clients", "10", "--keepalive-percent", "50",
-                             "--duration", "3600", "--stop-file", stop, "--samples",
-                             "--progress-file", progress,
-                             "--output", samples_file])
+    loads = {name: Load(work, name, spec, args.ca_file) for name, spec in LOADS.items()}
     phases = {}
+
+    def steady_window():
+        time.sleep(args.steady)
+        return (time.time() - args.steady, time.time())
+
     try:
-        time.sleep(args.steady)
-        steady_a = (time.time() - args.steady, time.time())
-        started = time.time()
-        for _ in range(args.rounds):
-            for host in APP_HOSTS:
-                run(["docker", "exec", host, "systemctl", "restart", "demo.socket", "demo.service"])
-                time.sleep(3)
-        phases["a"] = {"steady": steady_a, "rollout": (started, time.time()),
-                       "label": "(a) naive restart, listener closed"}
+        for key, label, command in (
+                ("a", "(a) naive restart, listener closed", ["systemctl", "restart", "demo.socket", "demo.service"]),
+                ("b", "(b) plain HUP, stock UvicornWorker, nginx keepalive", ["systemctl", "reload", "demo.service"])):
+            steady = steady_window()
+            spans = []
+            for _ in range(args.rounds):
+                started = time.time()
+                run(["docker", "exec", TARGET] + command)
+                time.sleep(5)
+                spans.append((started, time.time()))
+            phases[key] = {"label": label, "steady": steady, "spans": spans}
 
-        time.sleep(args.steady)
-        steady_b = (time.time() - args.steady, time.time())
-        started = time.time()
-        for _ in range(args.rounds):
-            for host in APP_HOSTS:
-                run(["docker", "exec", host, "systemctl", "reload", "demo.service"])
-                time.sleep(3)
-        phases["b"] = {"steady": steady_b, "rollout": (started, time.time()),
-                       "label": "(b) plain HUP, stock UvicornWorker, nginx keepalive"}
-
-        # Draining worker (the default) for (c); this site run restarts once, outside any window.
+        # The draining worker (the default) for (c); this run restarts once, outside any window.
         playbook(args.inventory, "site", dict(base, app_source={"type": "dir", "path": releases[0]}))
-        time.sleep(args.steady)
-        steady_c = (time.time() - args.steady, time.time())
-        rollouts = []
+        steady = steady_window()
+        spans = []
         during = 0
-        index = 1
-        while during < args.min_requests and len(rollouts) < args.max_rollouts:
-            source = releases[index % 2]
-            index += 1
-            before = requests_so_far()
-            rollouts.append(playbook(args.inventory, "rolling_reload",
-                                     dict(base, app_source={"type": "dir", "path": source},
-                                          rollout_expect_release=True)))
-            during += requests_so_far() - before
-            print("(c) rollout %d: %d requests during rollouts so far" % (len(rollouts), during), flush=True)
-        phases["c"] = {"steady": steady_c, "rollout": (rollouts[0][0], rollouts[-1][1]),
-                       "rollouts": rollouts, "label": "(c) pyfleet.deploy.rolling_reload"}
+        while during < args.min_requests and len(spans) < args.max_rollouts:
+            before = loads["direct"].count()
+            spans.append(playbook(args.inventory, "rolling_reload",
+                                  dict(base, app_source={"type": "dir", "path": releases[1 - len(spans) % 2]},
+                                       rollout_expect_release=True)))
+            during += loads["direct"].count() - before
+            print("(c) rollout %d: %d direct requests during rollouts" % (len(spans), during), flush=True)
+        phases["c"] = {"label": "(c) pyfleet.deploy.rolling_reload", "steady": steady, "spans": spans}
     finally:
-        open(stop, "w").close()
-        load.wait(timeout=300)
+        with open(os.path.join(work, "stop"), "w", encoding="utf-8"):
+            pass
+    results = {name: load.result() for name, load in loads.items()}
 
-    with open(samples_file, encoding="utf-8") as handle:
-        data = json.load(handle)
-    samples = data["samples"]
-    report = {"load": {key: data[key] for key in ("clients", "slow_clients", "requests", "failed",
-                                                  "throughput_rps", "errors")}, "phases": {}}
+    report = {"loads": {name: {key: data[key] for key in ("url", "clients", "slow_clients", "requests",
+                                                          "failed", "throughput_rps", "errors")}
+                        for name, data in results.items()},
+              "phases": {}}
     for key, phase in phases.items():
-        steady = window(samples, *phase["steady"])
-        if key == "c":
-            during = [s for s in samples if any(b <= s[0] < e for b, e in phase["rollouts"])]
-            rollout = summarize(during)
-            seconds = [round(e - b, 1) for b, e in phase["rollouts"]]
-        else:
-            rollout = window(samples, *phase["rollout"])
-            seconds = [round(phase["rollout"][1] - phase["rollout"][0], 1)]
-        span = sum(seconds)
-        report["phases"][key] = {
-            "label": phase["label"],
-            "steady": steady,
-            "rollout": rollout,
-            "rollout_seconds": seconds,
-            "throughput_ratio": round((rollout["requests"] / span) /
-                                      (steady["requests"] / (phase["steady"][1] - phase["steady"][0])), 3),
-            "p99_ratio": (round(rollout["p99_ms"] / steady["p99_ms"], 2)
-                          if rollout["p99_ms"] and steady["p99_ms"] else None),
-        }
+        report["phases"][key] = {"label": phase["label"]}
+        for name, data in results.items():
+            report["phases"][key][name] = phase_figures(data["samples"], phase["steady"], phase["spans"])
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = os.path.join(args.output, "zero_downtime-%s.json" % stamp)
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
-    lines = ["| phase | requests during | failed | p50 / p99 steady (ms) | p50 / p99 during (ms) "
-             "| p99 ratio | throughput ratio | seconds |",
-             "|---|---:|---:|---|---|---:|---:|---|"]
+
+    lines = ["| phase | load | requests during | failed | p50 / p99 steady (ms) | p50 / p99 during (ms) "
+             "| p99 ratio | throughput ratio | seconds (median of n) |",
+             "|---|---|---:|---:|---|---|---:|---:|---|"]
     for key in sorted(report["phases"]):
-        p = report["phases"][key]
-        lines.append("| %s | %d | %d | %s / %s | %s / %s | %s | %s | %s |" % (
-            p["label"], p["rollout"]["requests"], p["rollout"]["failed"],
-            p["steady"]["p50_ms"], p["steady"]["p99_ms"], p["rollout"]["p50_ms"], p["rollout"]["p99_ms"],
-            p["p99_ratio"], p["throughput_ratio"],
-            ("median %.1f of %d" % (sorted(p["rollout_seconds"])[len(p["rollout_seconds"]) // 2],
-                                    len(p["rollout_seconds"]))) if key == "c" else p["rollout_seconds"][0]))
+        phase = report["phases"][key]
+        for name in LOADS:
+            figures = phase[name]
+            seconds = sorted(figures["rollout_seconds"])
+            lines.append("| %s | %s | %d | %d | %s / %s | %s / %s | %s | %s | %.1f of %d |" % (
+                phase["label"], name, figures["rollout"]["requests"], figures["rollout"]["failed"],
+                figures["steady"]["p50_ms"], figures["steady"]["p99_ms"],
+                figures["rollout"]["p50_ms"], figures["rollout"]["p99_ms"],
+                figures["p99_ratio"], figures["throughput_ratio"], seconds[len(seconds) // 2], len(seconds)))
     table = "\n".join(lines)
     print(table)
-    print("errors over the whole run: %s" % data["errors"])
+    for name, data in results.items():
+        print("%s: %d requests, %d failed over the whole run; errors %s"
+              % (name, data["requests"], data["failed"], data["errors"]))
     print("report: %s" % path)
     with open(path.replace(".json", ".md"), "w", encoding="utf-8") as handle:
         handle.write(table + "\n")

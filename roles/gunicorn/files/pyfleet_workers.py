@@ -23,11 +23,23 @@ These workers change only how an old worker drains:
 * connections accepted while the worker stops are served the same way;
 * the worker keeps its heartbeat while it drains, so the arbiter does not
   abort it, and ``graceful_timeout`` bounds the drain.
+
+A HUP and a stop both send SIGTERM to the workers, but they need different
+drains. After a HUP the new generation already accepts, so an old worker can
+wait for nginx to close its idle connections. When the master stops (a
+restart), nobody accepts until the next master runs: connections wait in the
+systemd socket's backlog, so an old worker gives idle connections only
+STOP_IDLE_GRACE seconds to carry a last request, then closes them. A close that
+meets a request nginx just wrote on a pooled connection is retried by nginx on
+a new connection, which the next master serves. The arbiter forks the new
+generation before it TERMs the old one, so a worker tells the two apart by
+counting its master's children.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from gunicorn.arbiter import Arbiter
@@ -38,6 +50,27 @@ try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _BaseProtocol
 except ImportError:  # httptools is optional; uvicorn falls back to h11 the same way
     from uvicorn.protocols.http.h11_impl import H11Protocol as _BaseProtocol
+
+
+# Seconds an idle connection may still carry a request when the master stops.
+STOP_IDLE_GRACE = 1.0
+
+
+def replacement_generation_running(workers, proc="/proc"):
+    """True when the master has more children than one generation (a HUP is under way)."""
+    master = os.getppid()
+    children = 0
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(os.path.join(proc, entry, "stat"), encoding="utf-8", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(master):
+            children += 1
+    return children > workers
 
 
 class DrainingHttpProtocol(_BaseProtocol):
@@ -62,13 +95,21 @@ class DrainingHttpProtocol(_BaseProtocol):
         super().handle_events()
         self._close_after_this_request()
 
+    def _close_if_idle(self):
+        if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+            self.transport.close()
+
     def shutdown(self):
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False
             return
-        # Idle: stay open; the keep-alive timer (or the peer) closes it.
+        # Idle: stay open for a last request; the keep-alive timer (or the
+        # peer) closes it, or the stop grace when the master is stopping.
         self._pyfleet_draining = True
-        if self.timeout_keep_alive_task is None and not self.transport.is_closing():
+        grace = getattr(self.server_state, "pyfleet_idle_grace", None)
+        if grace is not None:
+            self.loop.call_later(grace, self._close_if_idle)
+        elif self.timeout_keep_alive_task is None and not self.transport.is_closing():
             self.timeout_keep_alive_task = self.loop.call_later(
                 self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
@@ -82,8 +123,12 @@ class DrainingServer(Server):
                 await self.config.callback_notify()
             await asyncio.sleep(1.0)
 
+    pyfleet_workers = 1
+
     async def shutdown(self, sockets=None):
         self.server_state.pyfleet_draining = True
+        if not replacement_generation_running(self.pyfleet_workers):
+            self.server_state.pyfleet_idle_grace = STOP_IDLE_GRACE
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await super().shutdown(sockets=sockets)
@@ -104,6 +149,7 @@ class UvicornWorker(_BaseWorker):
     async def _serve(self):
         self.config.app = self.wsgi
         server = DrainingServer(config=self.config)
+        server.pyfleet_workers = self.cfg.workers
         self._install_sigquit_handler()
         await server.serve(sockets=self.sockets)
         if not server.started:
