@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 import pytest
 
@@ -17,18 +18,12 @@ from ansible_collections.pyfleet.deploy.plugins.module_utils.gunicorn_proc impor
     wait_for_swap,
 )
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from procfs import stat_line  # noqa: E402
+
 MASTER = 4100
 SERVICE = "demo.service"
-
-
-def stat_line(pid, comm, state, ppid, starttime):
-    """A /proc/<pid>/stat line as Linux 6.x writes it (52 fields)."""
-    return (
-        "%d (%s) %s %d %d %d 0 -1 4194560 2915 0 0 0 31 7 0 0 20 0 1 0 %d "
-        "118263808 9871 18446744073709551615 94113 94114 140726 0 0 0 0 16781312 "
-        "16386 0 0 0 17 1 0 0 0 0 0 94115 94116 94117 140727 140728 140728 140729 0\n"
-        % (pid, comm, state, ppid, ppid, ppid, starttime)
-    )
 
 
 class FakeProc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 
 import pytest
 from ansible.module_utils.basic import AnsibleModule
@@ -12,17 +13,12 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.pyfleet.deploy.plugins.modules import gunicorn_reload
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from procfs import stat_line  # noqa: E402
+
 MASTER = 4100
 SYSTEMCTL = "/usr/bin/systemctl"
-
-
-def stat_line(pid, comm, ppid, starttime, state="S"):
-    return (
-        "%d (%s) %s %d %d %d 0 -1 4194560 2915 0 0 0 31 7 0 0 20 0 1 0 %d "
-        "118263808 9871 18446744073709551615 94113 94114 140726 0 0 0 0 16781312 "
-        "16386 0 0 0 17 1 0 0 0 0 0 94115 94116 94117 140727 140728 140728 140729 0\n"
-        % (pid, comm, state, ppid, ppid, ppid, starttime)
-    )
 
 
 class Host:
@@ -53,7 +49,7 @@ class Host:
         self._start += 10
         piddir = self.proc / str(pid)
         piddir.mkdir()
-        (piddir / "stat").write_text(stat_line(pid, comm, ppid, self._start))
+        (piddir / "stat").write_text(stat_line(pid, comm, "S", ppid, self._start))
         os.symlink(str(cwd), str(piddir / "cwd"))
 
     def remove(self, *pids):
