@@ -36,6 +36,7 @@ image: host ## Build (or reuse) the local Debian 12 host image
 lint: venv ## yamllint and ansible-lint (production profile)
 	yamllint -s .
 	ansible-lint --offline
+	antsibull-changelog lint
 
 unit: venv ## pytest: plugin unit tests and bad-input tests
 	pytest -q tests
