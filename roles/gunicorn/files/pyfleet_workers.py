@@ -39,6 +39,7 @@ counting its master's children.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 
@@ -54,6 +55,26 @@ except ImportError:  # httptools is optional; uvicorn falls back to h11 the same
 
 # Seconds an idle connection may still carry a request when the master stops.
 STOP_IDLE_GRACE = 1.0
+# Name of the response header that carries the release id (empty: none).
+RELEASE_HEADER_ENV = "PYFLEET_RELEASE_HEADER"
+
+
+def release_header(release_dir, environ=os.environ):
+    """``[(name, release id)]`` for the release in ``release_dir``, or ``[]`` when the header is off.
+
+    The id comes from the release's ``.release.json``, else from the directory's
+    name; ``release_dir`` may be the ``current`` symlink.
+    """
+    name = environ.get(RELEASE_HEADER_ENV, "")
+    if not name:
+        return []
+    release = os.path.basename(os.path.realpath(release_dir))
+    try:
+        with open(os.path.join(release_dir, ".release.json"), encoding="utf-8") as handle:
+            release = str(json.load(handle).get("id") or release)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return [(name, release)]
 
 
 def replacement_generation_running(workers, proc="/proc"):
@@ -148,6 +169,9 @@ class UvicornWorker(_BaseWorker):
 
     async def _serve(self):
         self.config.app = self.wsgi
+        # A HUP re-applies chdir before the new workers fork, so cfg.chdir (the
+        # `current` link) leads to the release this worker imported.
+        self.config.headers = [*self.config.headers, *release_header(self.cfg.chdir or os.getcwd())]
         server = DrainingServer(config=self.config)
         server.pyfleet_workers = self.cfg.workers
         self._install_sigquit_handler()
