@@ -13,14 +13,15 @@ of failed requests.
 from __future__ import annotations
 
 import glob
+import http.client
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import ssl
-import urllib.request
 
 PROJECT = os.environ["PYFLEET_PROJECT"]
 INVENTORY = os.environ["PYFLEET_INVENTORY"]
@@ -130,14 +131,34 @@ def served_release(host):
         return "unreadable: %s %s" % (out.stdout[:80], out.stderr[:80])
 
 
+class _LbConnection(http.client.HTTPSConnection):
+    """HTTPS to the load balancer's published port, with the site's name as SNI.
+
+    The balancer refuses handshakes for names it does not serve (and without
+    SNI), as a browser never dials by address; the chain and name are verified.
+    """
+
+    def connect(self):
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=SERVER_NAME)
+
+
+def lb_get(path="/"):
+    """(status, headers, JSON body) of one request through the load balancer."""
+    host, port = LB_URL.split("//", 1)[1].rsplit(":", 1)
+    connection = _LbConnection(host, int(port), timeout=10, context=ssl.create_default_context(cafile=CA_FILE))
+    try:
+        connection.request("GET", path, headers={"Host": SERVER_NAME})
+        answer = connection.getresponse()
+        return answer.status, dict(answer.getheaders()), json.loads(answer.read())
+    finally:
+        connection.close()
+
+
 def lb_versions(count=30):
-    context = ssl.create_default_context(cafile=CA_FILE)
     seen = {}
     for _ in range(count):
-        request = urllib.request.Request(LB_URL + "/", headers={"Host": SERVER_NAME})
-        context.check_hostname = False  # dialled by address; the chain is still verified
-        with urllib.request.urlopen(request, context=context, timeout=10) as answer:
-            version = json.load(answer)["version"]
+        version = lb_get("/")[2]["version"]
         seen[version] = seen.get(version, 0) + 1
     return seen
 
@@ -260,6 +281,31 @@ def step_new_lockfile():
     return expected
 
 
+def step_what_changed(v2, deps):
+    """pyfleet.deploy.what_changed: the last rollout added a package; v1 -> deps also changed code."""
+    v1 = release_id(os.path.join(EXAMPLE, "app"), LOCK_V1)
+    for label, extra, expected_from in (("previous -> current", (), v2),
+                                        ("v1 -> current", ("-e", "rollout_diff_from=%s" % v1), v1)):
+        out = os.path.join(WORK, "what_changed-%d.json" % time.monotonic_ns())
+        rc, text, _ = playbook("what_changed", V2, lockfile=LOCK_DEPS, extra=("-e", "rollout_diff_json=%s" % out) + extra)
+        log("\n".join(line for line in text.splitlines() if "->" in line or line.strip().startswith(("~", "+", "-", "M", "A", "D"))))
+        check(rc == 0, "what_changed (%s) exits 0" % label)
+        results = json.load(open(out, encoding="utf-8")) if os.path.exists(out) else {}
+        pairs = {(r.get("from", {}).get("id"), r.get("to", {}).get("id")) for r in results.values()}
+        check(sorted(results) == APP_HOSTS and pairs == {(expected_from, deps)},
+              "every app server compares %s with %s: %s" % (expected_from, deps, sorted(pairs)))
+        added = [p for r in results.values() for p in r.get("packages", {}).get("added", [])]
+        check(added and all(p == {"name": "itsdangerous", "version": "2.2.0"} for p in added),
+              "the added package is itsdangerous 2.2.0 on every host: %s" % added[:3])
+        changed_sources = {tuple(r.get("source", {}).get("changed", [])) for r in results.values()}
+        expected_sources = {()} if expected_from == v2 else {("main.py",)}
+        check(changed_sources == expected_sources, "source files changed: %s" % sorted(changed_sources))
+        check("(3 hosts)" in text, "the report shows the change once for the three hosts")
+    status, headers, body = lb_get("/health")
+    check(status == 200 and headers.get("X-Release") == deps == body.get("release"),
+          "X-Release through the load balancer names the live release: %s" % headers.get("X-Release"))
+
+
 def step_concurrent(current):
     first = playbook("rolling_reload", V3, background=True)
     deadline = time.monotonic() + 120
@@ -300,6 +346,7 @@ def main():
     step_broken(v2)
     step_unhealthy(v2)
     deps = step_new_lockfile()
+    step_what_changed(v2, deps)
     step_concurrent(deps)
     step_rollback(deps)
     log("%d check(s) failed" % len(FAILURES) if FAILURES else "all rollout checks passed")
