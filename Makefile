@@ -12,12 +12,12 @@ export MOLECULE_NO_LOG := false
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: help test host venv image lint unit molecule build demo demo-clean bench lock clean
+.PHONY: help test host venv image lint unit ansible-test molecule build demo demo-clean bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-test: lint unit build molecule ## Lint, unit tests, collection build and every Molecule scenario
+test: lint unit ansible-test build molecule ## Lint, unit tests, ansible-test sanity and units, collection build and every Molecule scenario
 	@echo "make test: all passed"
 
 host: ## Install apt packages and start the Docker engine (root)
@@ -40,6 +40,10 @@ lint: venv ## yamllint and ansible-lint (production profile)
 
 unit: venv ## pytest: plugin unit tests and bad-input tests
 	pytest -q tests
+
+ansible-test: venv ## ansible-test sanity and units, on a copy laid out as ansible_collections/pyfleet/deploy
+	bash scripts/ansible-test.sh sanity
+	bash scripts/ansible-test.sh units
 
 build: venv ## Build the collection tarball into .cache/dist
 	ansible-galaxy collection build --force --output-path .cache/dist

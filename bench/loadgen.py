@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright (c) pyfleet.deploy developers
 """Bounded HTTP/1.1 load generator for zero-downtime measurements.
@@ -106,7 +105,7 @@ async def read_response(reader):
         line = await reader.readline()
         if line in (b"\r\n", b"\n", b""):
             break
-        name, _, value = line.decode("latin-1").partition(":")
+        name, _colon, value = line.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
     if "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))

@@ -13,12 +13,11 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(PROJECT, "examples", "fastapi")
 
 
-def variant(work, name, version, extra_code=""):
-    """Copy the v1 example to ``work/name``, report ``version``, append ``extra_code``."""
+def variant(work, name, version, extra_code="", app=os.path.join(EXAMPLE, "app"), module="main.py"):
+    """Copy a v1 example app (FastAPI by default) to ``work/name``, report ``version``, append ``extra_code``."""
     path = os.path.join(work, name)
-    shutil.copytree(os.path.join(EXAMPLE, "app"), path,
-                    ignore=shutil.ignore_patterns("__pycache__", ".release.json"))
-    main = os.path.join(path, "main.py")
+    shutil.copytree(app, path, ignore=shutil.ignore_patterns("__pycache__", ".release.json"))
+    main = os.path.join(path, module)
     with open(main, encoding="utf-8") as handle:
         code = handle.read().replace('APP_VERSION = "v1"', 'APP_VERSION = "%s"' % version)
     with open(main, "w", encoding="utf-8") as handle:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright (c) pyfleet.deploy developers
 """Zero-downtime benchmark: three ways to ship a release, same hosts, same load.
@@ -136,7 +135,7 @@ def main(argv=None):
                 ("b", "(b) plain HUP, stock UvicornWorker, nginx keepalive", ["systemctl", "reload", "demo.service"])):
             steady = steady_window()
             spans = []
-            for _ in range(args.rounds):
+            for _round in range(args.rounds):
                 started = time.time()
                 run(["docker", "exec", TARGET] + command)
                 time.sleep(5)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Render each role's variables, from meta/argument_specs.yml, as Markdown.
 
@@ -96,8 +95,8 @@ def render() -> str:
 
 
 def _splice(text: str, tables: str) -> str:
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
+    head, _begin, rest = text.partition(BEGIN)
+    _tables, _end, tail = rest.partition(END)
     return f"{head}{BEGIN}\n{tables}{END}{tail}"
 
 

@@ -23,7 +23,7 @@ def key():
 
 
 def cert(subject, key, issuer=None, issuer_key=None, ca=False, san=None, ocsp=None,
-          not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=90)):
+         not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=90)):
     builder = (x509.CertificateBuilder()
                .subject_name(name(subject))
                .issuer_name(name(issuer or subject))

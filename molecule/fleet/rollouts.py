@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright (c) pyfleet.deploy developers
 """Fleet scenario checks: rollouts under load, as a user would run them.
@@ -157,7 +156,7 @@ def lb_get(path="/"):
 
 def lb_versions(count=30):
     seen = {}
-    for _ in range(count):
+    for _request in range(count):
         version = lb_get("/")[2]["version"]
         seen[version] = seen.get(version, 0) + 1
     return seen
@@ -192,9 +191,12 @@ def results(report):
 
 
 def show(label, load, rc, report):
-    log("== %s: exit %s, %d requests, %d failed, p50 %s ms, p99 %s ms, versions %s, errors %s"
-        % (label, rc, load["requests"], load["failed"], load["p50_ms"], load["p99_ms"],
-           load["versions"], load["errors"]))
+    if load is None:
+        log("== %s: exit %s" % (label, rc))
+    else:
+        log("== %s: exit %s, %d requests, %d failed, p50 %s ms, p99 %s ms, versions %s, errors %s"
+            % (label, rc, load["requests"], load["failed"], load["p50_ms"], load["p99_ms"],
+               load["versions"], load["errors"]))
     for host in (report or {}).get("hosts", []):
         log("   %-10s %s -> %s  %-7s swap %s s  socket %s ms  nginx %s ms  %s %s" % (
             host["host"], host["from"], host["to"], host["method"], host["swap_seconds"],
@@ -287,7 +289,8 @@ def step_what_changed(v2, deps):
     for label, extra, expected_from in (("previous -> current", (), v2),
                                         ("v1 -> current", ("-e", "rollout_diff_from=%s" % v1), v1)):
         out = os.path.join(WORK, "what_changed-%d.json" % time.monotonic_ns())
-        rc, text, _ = playbook("what_changed", V2, lockfile=LOCK_DEPS, extra=("-e", "rollout_diff_json=%s" % out) + extra)
+        rc, text, _report = playbook("what_changed", V2, lockfile=LOCK_DEPS,
+                                     extra=("-e", "rollout_diff_json=%s" % out) + extra)
         log("\n".join(line for line in text.splitlines() if "->" in line or line.strip().startswith(("~", "+", "-", "M", "A", "D"))))
         check(rc == 0, "what_changed (%s) exits 0" % label)
         results = json.load(open(out, encoding="utf-8")) if os.path.exists(out) else {}
@@ -320,9 +323,7 @@ def step_concurrent(current):
     check(rc != 0 and "held by rollout" in text, "a second rollout started meanwhile is refused by the lock")
     check("rollout_break_lock=true" in text, "the refusal says how to break a stale lock")
     rc1, text1, report1 = finish(*first)
-    show("the first of two concurrent rollouts (v3)", {"requests": 0, "failed": 0, "p50_ms": None,
-                                                        "p99_ms": None, "versions": {}, "errors": {}},
-         rc1, report1)
+    show("the first of two concurrent rollouts (v3), without load", None, rc1, report1)
     check(rc1 == 0, "the first rollout completes")
     v3 = release_id(V3, LOCK_V1)
     check({host: served_release(host) for host in APP_HOSTS} == dict.fromkeys(APP_HOSTS, v3),

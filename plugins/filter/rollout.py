@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Copyright (c) pyfleet.deploy developers
 """Filters that shape the rollout summary."""
 
@@ -55,7 +56,7 @@ def rollout_table(report):
             else:
                 row.append(_text(record.get(key)))
         rows.append(row)
-    titles = [title for title, _ in _COLUMNS]
+    titles = [title for title, _key in _COLUMNS]
     widths = [max([len(titles[i])] + [len(row[i]) for row in rows]) for i in range(len(titles))]
     lines = ["rollout %s  release %s" % (_text(report.get("rollout")), _text(report.get("release")))]
     lines.append("  ".join(titles[i].ljust(widths[i]) for i in range(len(titles))).rstrip())

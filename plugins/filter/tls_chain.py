@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Copyright (c) pyfleet.deploy developers
 """Check the certificate chain, key and names nginx will serve."""
 
@@ -258,7 +259,7 @@ def tls_chain_check(cert_pem, key_pem, trust_pem="", server_names=None):
                         % (subject, ", ".join(missing), listed))
 
     # 4. Order and completeness of the chain up to a self-signed or trusted anchor.
-    trusted, _ = _certificates(trust_text)
+    trusted, _unparsed = _certificates(trust_text)
     chain_problems, anchor = _chain_problems(chain, trusted)
     problems.extend(chain_problems)
     if anchor is not None:

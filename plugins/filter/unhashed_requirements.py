@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Copyright (c) pyfleet.deploy developers
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ DOCUMENTATION = r"""
 name: unhashed_requirements
 short_description: List the requirements of a lockfile that carry no hash
 version_added: 0.1.0
-author: pyfleet.deploy developers
+author: pyfleet.deploy developers (@pyfleet-deploy)
 description:
   - Parses the text of a pip requirements file, joining lines continued with a
     backslash and dropping comments, and returns the requirements that have no

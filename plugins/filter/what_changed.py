@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Copyright (c) pyfleet.deploy developers
 """Fleet-wide report of release_diff results: each distinct change once, with its hosts."""
 
@@ -58,8 +59,9 @@ def what_changed_report(results, show_diff=False):
     lines = []
     for key in order:
         group = groups[key]
-        lines.append("%s (%d host%s): %s -> %s" % (", ".join(group["hosts"]), len(group["hosts"]),
-                                                    "" if len(group["hosts"]) == 1 else "s", key[0], key[1]))
+        count = len(group["hosts"])
+        plural = "" if count == 1 else "s"
+        lines.append("%s (%d host%s): %s -> %s" % (", ".join(group["hosts"]), count, plural, key[0], key[1]))
         lines.extend(_change_lines(group["result"], show_diff))
     if failed:
         lines.append("not compared:")

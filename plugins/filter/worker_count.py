@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Copyright (c) pyfleet.deploy developers
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ DOCUMENTATION = r"""
 name: worker_count
 short_description: Size a Gunicorn worker pool from the host's CPU count
 version_added: 0.1.0
-author: pyfleet.deploy developers
+author: pyfleet.deploy developers (@pyfleet-deploy)
 description:
   - Returns the number of Gunicorn workers for a host.
   - C(auto) gives C(cpus + 1) for asynchronous workers (Uvicorn, gevent, eventlet,

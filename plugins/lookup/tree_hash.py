@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Copyright (c) pyfleet.deploy developers
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ DOCUMENTATION = r"""
 name: tree_hash
 short_description: Content hash of a source tree or archive on the controller
 version_added: 0.1.0
-author: pyfleet.deploy developers
+author: pyfleet.deploy developers (@pyfleet-deploy)
 description:
   - Returns the sha256 of a directory's content, or of a file.
   - For a directory, the hash covers each regular file's relative path, its

@@ -1,5 +1,6 @@
 #!/usr/bin/python
 # SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Copyright (c) pyfleet.deploy developers
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ DOCUMENTATION = r"""
 module: deploy_lock
 short_description: Take or release a rollout lock on a host
 version_added: 0.2.0
-author: pyfleet.deploy developers
+author: pyfleet.deploy developers (@pyfleet-deploy)
 description:
   - Takes or releases a lock file that keeps two rollouts from deploying to the same host at the
     same time.

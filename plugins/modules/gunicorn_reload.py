@@ -1,5 +1,6 @@
 #!/usr/bin/python
 # SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Copyright (c) pyfleet.deploy developers
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ DOCUMENTATION = r"""
 module: gunicorn_reload
 short_description: Reload or restart a Gunicorn service and wait until its workers have swapped
 version_added: 0.2.0
-author: pyfleet.deploy developers
+author: pyfleet.deploy developers (@pyfleet-deploy)
 description:
   - Reloads (C(SIGHUP) through the unit's C(ExecReload)) or restarts a Gunicorn systemd service,
     then waits until the worker generation has really swapped.

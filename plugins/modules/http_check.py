@@ -1,5 +1,6 @@
 #!/usr/bin/python
 # SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Copyright (c) pyfleet.deploy developers
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ DOCUMENTATION = r"""
 module: http_check
 short_description: Probe an HTTP endpoint until it is healthy
 version_added: 0.2.0
-author: pyfleet.deploy developers
+author: pyfleet.deploy developers (@pyfleet-deploy)
 description:
   - Sends an HTTP request to an endpoint and retries until the response matches every expectation
     (status code, JSON fields, headers, body text) or until O(deadline) passes.

@@ -1,5 +1,6 @@
 #!/usr/bin/python
 # SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Copyright (c) pyfleet.deploy developers
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ DOCUMENTATION = r"""
 module: release_diff
 short_description: Show what changed between two releases of the app on a host
 version_added: 0.3.0
-author: pyfleet.deploy developers
+author: pyfleet.deploy developers (@pyfleet-deploy)
 description:
   - Compares two releases of the application deployed on a host by the P(pyfleet.deploy.app#role) role, that
     is two directories C(<app_root>/releases/<id>/), and answers what changed between them.

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Count upstream connections nginx opens to Gunicorn while serving requests.
 
@@ -67,7 +66,7 @@ def main() -> int:
                 counts["ok" if ok else "failed"] += 1
 
     before = connected_inodes(args.socket)
-    threads = [threading.Thread(target=client) for _ in range(args.threads)]
+    threads = [threading.Thread(target=client) for _thread in range(args.threads)]
     for thread in threads:
         thread.start()
     seen: set[str] = set()

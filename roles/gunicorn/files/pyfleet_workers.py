@@ -59,13 +59,13 @@ STOP_IDLE_GRACE = 1.0
 RELEASE_HEADER_ENV = "PYFLEET_RELEASE_HEADER"
 
 
-def release_header(release_dir, environ=os.environ):
+def release_header(release_dir, environ=None):
     """``[(name, release id)]`` for the release in ``release_dir``, or ``[]`` when the header is off.
 
     The id comes from the release's ``.release.json``, else from the directory's
     name; ``release_dir`` may be the ``current`` symlink.
     """
-    name = environ.get(RELEASE_HEADER_ENV, "")
+    name = (os.environ if environ is None else environ).get(RELEASE_HEADER_ENV, "")
     if not name:
         return []
     release = os.path.basename(os.path.realpath(release_dir))

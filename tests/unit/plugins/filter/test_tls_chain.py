@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import ipaddress
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
@@ -13,7 +15,9 @@ from cryptography.hazmat.primitives import serialization
 
 from ansible_collections.pyfleet.deploy.plugins.filter.tls_chain import FilterModule, tls_chain_check
 
-from pki import NOW, cert as _cert, key as _key, key_pem as _key_pem, pem as _pem  # tests/pki.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # tests/, for pki.py
+
+from pki import NOW, cert as _cert, key as _key, key_pem as _key_pem, pem as _pem  # noqa: E402
 
 NAMES = ["app.example.test", "www.example.test", "192.0.2.1"]
 OCSP = "http://ocsp.example.test/r1"

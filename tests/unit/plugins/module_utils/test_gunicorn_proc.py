@@ -53,7 +53,7 @@ class FakeProc:
 
     def zombie(self, pid):
         stat = (self.root / str(pid) / "stat").read_text()
-        head, _, tail = stat.rpartition(")")
+        head, _paren, tail = stat.rpartition(")")
         fields = tail.split()
         fields[0] = "Z"
         (self.root / str(pid) / "stat").write_text(head + ") " + " ".join(fields) + "\n")

@@ -378,7 +378,7 @@ def test_server_closing_without_response(tmp_path):
     listener.listen(1)
 
     def rude():
-        conn, _ = listener.accept()
+        conn, _peer = listener.accept()
         conn.recv(65536)
         conn.close()
 

@@ -99,7 +99,11 @@ def host(tmp_path, monkeypatch):
     monkeypatch.setattr(gunicorn_reload, "PROC_ROOT", str(fake.proc))
     monkeypatch.setattr(gunicorn_reload, "_clock", fake.clock)
     monkeypatch.setattr(gunicorn_reload, "_sleep", fake.sleep)
-    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, args, **kw: fake.run_command(self, args, **kw))
+
+    def run_command(module, args, **kwargs):
+        return fake.run_command(module, args, **kwargs)
+
+    monkeypatch.setattr(AnsibleModule, "run_command", run_command)
     monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, required=False, opt_dirs=None: SYSTEMCTL)
     return fake
 

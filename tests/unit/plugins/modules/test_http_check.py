@@ -54,9 +54,10 @@ def app_socket(tmp_path):
 def run_module(tmp_path, **args):
     args_file = tmp_path / "args.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = dict(os.environ, PYTHONPATH=str(COLLECTIONS))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(COLLECTIONS), os.environ.get("PYTHONPATH")])))
     proc = subprocess.run(
         [sys.executable, str(MODULE), str(args_file)],
+        check=False,
         capture_output=True,
         text=True,
         env=env,
