@@ -30,8 +30,9 @@ $(VENV)/.installed: requirements-dev.txt | host
 
 venv: $(VENV)/.installed ## Create the pinned tool environment
 
-image: host ## Build (or reuse) the local Debian 12 host image
+image: host ## Build (or reuse) the local Debian 12 and 13 host images
 	bash molecule/resources/image/build.sh bookworm
+	bash molecule/resources/image/build.sh trixie
 
 lint: venv ## yamllint and ansible-lint (production profile)
 	yamllint -s .
