@@ -149,7 +149,8 @@ def lb_get(path="/"):
     try:
         connection.request("GET", path, headers={"Host": SERVER_NAME})
         answer = connection.getresponse()
-        return answer.status, dict(answer.getheaders()), json.loads(answer.read())
+        # answer.headers looks names up case-insensitively (Uvicorn sends "x-release").
+        return answer.status, answer.headers, json.loads(answer.read())
     finally:
         connection.close()
 
