@@ -38,23 +38,7 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-
-def _logical_lines(text):
-    current = []
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
-        if line.endswith("\\"):
-            current.append(line[:-1])
-            continue
-        current.append(line)
-        joined = " ".join(part.strip() for part in current).strip()
-        current = []
-        if joined:
-            yield joined
-    if current:
-        joined = " ".join(part.strip() for part in current).strip()
-        if joined:
-            yield joined
+from ansible_collections.pyfleet.deploy.plugins.module_utils.requirements import logical_lines
 
 
 def unhashed_requirements(text):
@@ -63,7 +47,7 @@ def unhashed_requirements(text):
         raise AnsibleFilterError(f"unhashed_requirements: expected the lockfile text, got {type(text).__name__}")
     unhashed = []
     seen = 0
-    for line in _logical_lines(text):
+    for line in logical_lines(text):
         if line.startswith("-"):
             # Global options such as --index-url or -c constraints.txt.
             continue

@@ -38,6 +38,9 @@ _OTHER_UNIT_SUFFIXES = (
     ".slice", ".scope", ".device", ".swap",
 )
 
+# In the command line of multiprocessing's resource tracker.
+HELPER_MARK = b"multiprocessing.resource_tracker"
+
 ProcStat = collections.namedtuple("ProcStat", ["pid", "comm", "state", "ppid", "starttime"])
 ProcStat.__doc__ = "The fields of /proc/<pid>/stat this module needs."
 
@@ -136,15 +139,28 @@ class ProcFS:
         return True
 
     def children(self, ppid):
-        """Live (non-zombie) direct children of ``ppid``, sorted by pid."""
+        """Live (non-zombie) direct children of ``ppid`` that are workers, sorted by pid.
+
+        The resource tracker Python's multiprocessing starts beside Uvicorn's
+        own workers (``gunicorn_server: uvicorn``) is a child too, but not a
+        worker, and is left out.
+        """
         found = []
         if not ppid:
             return found
         for pid in self.pids():
             stat = self.stat(pid)
-            if stat is not None and stat.ppid == ppid and stat.state not in DEAD_STATES:
+            if stat is not None and stat.ppid == ppid and stat.state not in DEAD_STATES and not self.is_helper(pid):
                 found.append(stat)
         return found
+
+    def is_helper(self, pid):
+        """True if ``pid`` runs multiprocessing's resource tracker."""
+        try:
+            with open(self._path(pid, "cmdline"), "rb") as handle:
+                return HELPER_MARK in handle.read()
+        except OSError:
+            return False
 
     def workers(self, master):
         """Map of worker pid to its start time for the children of ``master``."""

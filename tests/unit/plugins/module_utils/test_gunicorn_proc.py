@@ -34,7 +34,7 @@ class FakeProc:
         self.root.mkdir(exist_ok=True)
         self._start = 50000
 
-    def add(self, pid, ppid, cwd=None, comm="gunicorn: worker [demo]", state="S", starttime=None):
+    def add(self, pid, ppid, cwd=None, comm="gunicorn: worker [demo]", state="S", starttime=None, cmdline=None):
         if starttime is None:
             self._start += 10
             starttime = self._start
@@ -45,6 +45,8 @@ class FakeProc:
         (piddir / "stat").write_text(stat_line(pid, comm, state, ppid, starttime))
         if cwd is not None:
             os.symlink(str(cwd), str(piddir / "cwd"))
+        if cmdline is not None:
+            (piddir / "cmdline").write_bytes(b"\0".join(part.encode() for part in cmdline) + b"\0")
         return pid
 
     def remove(self, *pids):
@@ -132,6 +134,17 @@ def test_children_of_master(proc):
     assert [c.pid for c in procfs.children(777)] == [778]
     assert procfs.children(0) == []
     assert procfs.children(999999) == []
+
+
+def test_multiprocessing_resource_tracker_is_not_a_worker(proc):
+    """Standalone Uvicorn: the master's children are its workers and Python's resource tracker."""
+    procfs = ProcFS(str(proc.root))
+    proc.add(4105, MASTER, comm="python", cmdline=["/srv/demo/current/.venv/bin/python", "-c",
+                                                  "from multiprocessing.resource_tracker import main;main(6)"])
+    proc.add(4106, MASTER, comm="python", cmdline=["/srv/demo/current/.venv/bin/python", "-c",
+                                                  "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=7)",
+                                                  "--multiprocessing-fork"])
+    assert [c.pid for c in procfs.children(MASTER)] == [4101, 4102, 4106]
 
 
 def test_exists_and_is_child_of(proc):
