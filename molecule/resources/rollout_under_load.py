@@ -8,7 +8,8 @@ with that source, stops the load, and prints what a user would check: the
 playbook's exit code, the method each host took, the requests and failures,
 and the release each answer named. Exit status 0 only if the rollout exited 0,
 no request failed, the method was the expected one and the answers switched
-to v2.
+to v2 (or, with ``--expect "rolled back"``, only if the rollout failed, every
+host was rolled back and the new version never answered).
 """
 
 from __future__ import annotations
@@ -40,10 +41,16 @@ def main() -> int:
     parser.add_argument("--ca-file", required=True)
     parser.add_argument("--method", default="hup", help="method every host must take")
     parser.add_argument("--clients", default="40")
+    parser.add_argument("--version", default="v2", help="APP_VERSION of the new release")
+    parser.add_argument("--extra-code", default="", help="appended to --module, to break the release")
+    parser.add_argument("--expect", choices=["switched", "rolled back"], default="switched",
+                        help="switched: every host serves the new release; rolled back: the rollout fails "
+                             "and every host is rolled back, the new version never answers")
+    parser.add_argument("--extra-vars", default="{}", help="JSON extra vars for the playbook")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="pyfleet-rollout-")
-    v2 = variant(work, "v2", "v2", app=args.app, module=args.module)
+    v2 = variant(work, args.version, args.version, extra_code=args.extra_code, app=args.app, module=args.module)
     expected = release_id(v2, args.lockfile)
     stop, result, reports = (os.path.join(work, name) for name in ("stop", "load.json", "reports"))
     load = subprocess.Popen([
@@ -53,7 +60,7 @@ def main() -> int:
         "--duration", "600", "--pause", "0.1", "--stop-file", stop, "--output", result])
     time.sleep(3)
     extra = {"app_source": {"type": "dir", "path": v2}, "app_requirements": args.lockfile,
-             "rollout_report_dir": reports}
+             "rollout_report_dir": reports, **json.loads(args.extra_vars)}
     with open(os.path.join(work, "rollout.log"), "w+", encoding="utf-8") as log:
         rc = subprocess.run(["ansible-playbook", "-i", args.inventory, "pyfleet.deploy.rolling_reload",
                              "-e", json.dumps(extra)], stdout=log, stderr=subprocess.STDOUT,
@@ -74,8 +81,12 @@ def main() -> int:
         "versions": summary["versions"], "p50_ms": summary["p50_ms"], "p99_ms": summary["p99_ms"],
         "hosts": report["hosts"],
     }
-    ok = (rc == 0 and summary["failed"] == 0 and summary["requests"] > 0 and methods == [args.method]
-          and "v2" in summary["versions"] and all(h["to"] == expected for h in report["hosts"]))
+    ok = summary["failed"] == 0 and summary["requests"] > 0 and methods == [args.method]
+    if args.expect == "switched":
+        ok = ok and rc == 0 and args.version in summary["versions"] and all(h["to"] == expected for h in report["hosts"])
+    else:
+        ok = (ok and rc != 0 and args.version not in summary["versions"] and bool(report["hosts"])
+              and all(h["result"] == "rolled back" for h in report["hosts"]))
     if not ok:
         verdict["playbook_tail"] = tail
     print(json.dumps(verdict, indent=1))
