@@ -35,5 +35,5 @@ def split_requirement(line):
     """``(requirement, marker or None, options)`` of one logical requirement line."""
     head, sep, options = line.partition(" --")
     options = (sep.strip() + options) if sep else ""
-    requirement, _, marker = head.partition(";")
+    requirement, marker = (head.split(";", 1) + [""])[:2]
     return requirement.strip(), (marker.strip() or None), options.strip()

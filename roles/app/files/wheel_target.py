@@ -29,7 +29,7 @@ def version(info):
 def platforms(machine):
     """Platform tags this host accepts, newest glibc first."""
     libc = (os.confstr("CS_GNU_LIBC_VERSION") or "") if hasattr(os, "confstr") else ""
-    name, _, number = libc.partition(" ")
+    name, number = (libc.split(" ", 1) + [""])[:2]
     if name != "glibc" or "." not in number:
         return ["linux_" + machine]
     major, minor = (int(part) for part in number.split(".")[:2])

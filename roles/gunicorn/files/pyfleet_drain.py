@@ -164,4 +164,3 @@ class DrainingServer(Server):
             await super().shutdown(sockets=sockets)
         finally:
             heartbeat.cancel()
-

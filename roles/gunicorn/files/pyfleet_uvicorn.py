@@ -13,9 +13,10 @@ with what a rolling deploy needs around it:
   restart queues connections instead of refusing them;
 * systemd hears ``READY=1`` once every worker serves (``Type=notify``);
 * SIGHUP re-reads the JSON configuration and replaces the workers one by one,
-  each new one serving before the old one stops (Uvicorn's ``restart_all``).
-  A new worker that cannot start aborts the replacement and the old workers
-  keep serving, so a broken release is never an outage;
+  each new one serving before the old one is told to stop, as Uvicorn does;
+  the old ones then drain side by side rather than one after the other. A new
+  worker that cannot start aborts the replacement and the old workers keep
+  serving, so a broken release is never an outage;
 * each worker enters the release ``current`` points to *when it starts* (its
   working directory and import path), so a HUP after the link switched
   serves the new code. Uvicorn alone would import from the directory the
@@ -112,6 +113,35 @@ class Supervisor(multiprocess.Multiprocess):
             if not process.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
                 return
         notify("READY=1\nSTATUS=%d workers serving" % len(self.processes))
+
+    def restart_all(self):
+        """Replace every worker, each new one serving before its predecessor stops.
+
+        Unlike Uvicorn's own version, an old worker is not waited for before
+        the next replacement starts: old workers drain (up to nginx's upstream
+        keep-alive timeout) side by side, so a HUP takes one drain, not one per
+        worker. A replacement that does not get ready stops the HUP there; the
+        remaining old workers keep serving.
+        """
+        retired = []
+        for index, old in enumerate(self.processes):
+            if self.should_exit.is_set():
+                break
+            new = multiprocess.Process(self.config, self.sockets)
+            new.start()
+            if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
+                new.kill()
+                new.join()
+                if not self.should_exit.is_set():
+                    multiprocess.logger.error(
+                        "New worker [%s] did not get ready; keeping worker [%s] and the rest, HUP aborted.",
+                        new.pid, old.pid)
+                break
+            old.terminate()
+            retired.append(old)
+            self.processes[index] = new
+        for old in retired:
+            old.join()
 
     def handle_hup(self):
         try:

@@ -139,11 +139,11 @@ def test_children_of_master(proc):
 def test_multiprocessing_resource_tracker_is_not_a_worker(proc):
     """Standalone Uvicorn: the master's children are its workers and Python's resource tracker."""
     procfs = ProcFS(str(proc.root))
-    proc.add(4105, MASTER, comm="python", cmdline=["/srv/demo/current/.venv/bin/python", "-c",
-                                                  "from multiprocessing.resource_tracker import main;main(6)"])
-    proc.add(4106, MASTER, comm="python", cmdline=["/srv/demo/current/.venv/bin/python", "-c",
-                                                  "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=7)",
-                                                  "--multiprocessing-fork"])
+    python = "/srv/demo/current/.venv/bin/python"
+    tracker = [python, "-c", "from multiprocessing.resource_tracker import main;main(6)"]
+    worker = [python, "-c", "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=7)", "--multiprocessing-fork"]
+    proc.add(4105, MASTER, comm="python", cmdline=tracker)
+    proc.add(4106, MASTER, comm="python", cmdline=worker)
     assert [c.pid for c in procfs.children(MASTER)] == [4101, 4102, 4106]
 
 

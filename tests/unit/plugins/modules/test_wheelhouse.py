@@ -129,13 +129,13 @@ def test_download_once_then_from_the_cache(capsys, tmp_path, fake_pip):
 def test_another_target_or_lock_gets_its_own_directory(capsys, tmp_path, fake_pip):
     script, log, lock = fake_pip
     cache = tmp_path / "cache"
-    _, a = run(capsys, requirements=str(lock), target=TARGET, cache_dir=str(cache), python=str(script))
+    a = run(capsys, requirements=str(lock), target=TARGET, cache_dir=str(cache), python=str(script))
     bookworm = dict(TARGET, python_version="3.11", abi="cp311", platforms=["manylinux_2_36_x86_64"],
                     environment=dict(TARGET["environment"], python_version="3.11"))
-    _, b = run(capsys, requirements=str(lock), target=bookworm, cache_dir=str(cache), python=str(script))
+    b = run(capsys, requirements=str(lock), target=bookworm, cache_dir=str(cache), python=str(script))
     lock.write_text(LOCK + "idna==3.20 --hash=sha256:dddd\n")
-    _, c = run(capsys, requirements=str(lock), target=TARGET, cache_dir=str(cache), python=str(script))
-    assert len({a["path"], b["path"], c["path"]}) == 3
+    c = run(capsys, requirements=str(lock), target=TARGET, cache_dir=str(cache), python=str(script))
+    assert len({a[1]["path"], b[1]["path"], c[1]["path"]}) == 3
     assert len(calls(log)) == 3
 
 
@@ -147,7 +147,7 @@ def test_a_package_without_a_wheel_is_named_and_nothing_is_cached(capsys, tmp_pa
     assert rc == 1
     assert result["msg"].startswith("uvloop==0.22.1 has no wheel for cp313-cp313-manylinux_2_41_x86_64 (Python 3.13")
     assert not os.path.exists(result["path"])
-    assert [name for name in os.listdir(cache)] == []
+    assert not os.listdir(cache)
 
 
 def test_check_mode_downloads_nothing(capsys, tmp_path, fake_pip):
