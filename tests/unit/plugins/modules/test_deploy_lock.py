@@ -10,19 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.pyfleet.deploy.plugins.modules import deploy_lock
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from module_runner import run_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[4]
 ALICE = {"user": "alice", "controller": "ctl1", "release": "abc123", "started": "2026-01-14T10:15:00Z"}
 
 
 def run(capsys, **args):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as info:
-            deploy_lock.main()
-    return info.value.code, json.loads(capsys.readouterr().out)
+    return run_main(deploy_lock.main, capsys, args)
 
 
 @pytest.fixture

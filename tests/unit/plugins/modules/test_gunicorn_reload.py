@@ -2,19 +2,18 @@
 # Copyright (c) pyfleet.deploy developers
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
 
 import pytest
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.pyfleet.deploy.plugins.modules import gunicorn_reload
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from module_runner import run_main  # noqa: E402
 from procfs import stat_line  # noqa: E402
 
 MASTER = 4100
@@ -109,11 +108,7 @@ def host(tmp_path, monkeypatch):
 
 
 def run(args, capsys):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as info:
-            gunicorn_reload.main()
-    out = capsys.readouterr().out
-    return info.value.code, json.loads(out)
+    return run_main(gunicorn_reload.main, capsys, args)
 
 
 def test_hup_waits_for_the_new_generation(host, capsys):

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.pyfleet.deploy.plugins.modules import release_diff
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from module_runner import run_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -20,10 +22,7 @@ BINARY_NEW = b"\x89PNG\r\n\x1a\n\x00\xff\xfe new"
 
 
 def run(capsys, **args):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as info:
-            release_diff.main()
-    return info.value.code, json.loads(capsys.readouterr().out)
+    return run_main(release_diff.main, capsys, args)
 
 
 def make_venv(app, lock_hash, packages, python="python3.11"):

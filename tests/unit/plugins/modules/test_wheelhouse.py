@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.pyfleet.deploy.plugins.modules import wheelhouse
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from module_runner import run_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -60,10 +62,7 @@ for line in open(argv[argv.index("-r") + 1]):
 
 
 def run(capsys, **args):
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as info:
-            wheelhouse.main()
-    return info.value.code, json.loads(capsys.readouterr().out)
+    return run_main(wheelhouse.main, capsys, args)
 
 
 @pytest.fixture
