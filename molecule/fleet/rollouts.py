@@ -15,6 +15,7 @@ import glob
 import http.client
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -281,7 +282,18 @@ def step_new_lockfile():
     check(retried == 0, "no request needed a retry at the load balancer: %d did" % retried)
     check({host: served_release(host) for host in APP_HOSTS} == dict.fromkeys(APP_HOSTS, expected),
           "every app server serves the new release (%s)" % expected)
+    downloads, cache_hits = wheel_gathers(text)
+    check(downloads == 1 and cache_hits >= 1,
+          "the new lockfile's wheels were downloaded once for 3 hosts (%d downloads, %d cache hits)"
+          % (downloads, cache_hits))
     return expected
+
+
+def wheel_gathers(text):
+    """(downloads, cache hits) of pyfleet.deploy.wheelhouse in a playbook's output."""
+    blocks = re.findall(r"TASK \[pyfleet\.deploy\.app : Gather the wheels[^\n]*\n((?:[^\n]+\n)+)", text)
+    return (sum(block.count("changed: [") for block in blocks),
+            sum(block.count("ok: [") for block in blocks))
 
 
 def step_what_changed(v2, deps):

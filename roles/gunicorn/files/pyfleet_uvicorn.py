@@ -178,8 +178,18 @@ def systemd_socket():
     return socket.socket(fileno=SD_LISTEN_FDS_START)
 
 
+def require_supported_uvicorn():
+    """Stop with a clear message on a Uvicorn whose supervisor lacks what this file builds on."""
+    if not hasattr(multiprocess.Process, "wait_until_ready"):
+        import uvicorn
+
+        raise SystemExit("pyfleet_uvicorn: gunicorn_server: uvicorn needs uvicorn 0.54 or later in the lockfile "
+                         "(found %s)" % uvicorn.__version__)
+
+
 def check(settings):
     """Import the app of the release in PYFLEET_CHDIR (or app_dir), as a worker would; exit 0 or 1."""
+    require_supported_uvicorn()
     app_dir = os.environ.get("PYFLEET_CHDIR", settings["app_dir"])
     enter_release(app_dir)
     config = make_config(settings)
@@ -193,6 +203,7 @@ def main(argv):
         return
     if len(argv) != 1:
         raise SystemExit("usage: pyfleet_uvicorn.py [--check] SETTINGS.json")
+    require_supported_uvicorn()
     settings_path = argv[0]
     config = make_config(load_settings(settings_path))
     config.configure_logging()
