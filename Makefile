@@ -8,11 +8,30 @@ BIN       := $(CURDIR)/$(VENV)/bin
 PYTHON    ?= python3
 SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 export PATH := $(BIN):$(PATH)
+# Hermetic: Ansible, Molecule and the tools read and write only under the
+# repository. This collection resolves from a link to the repo in
+# .cache/ansible/collections (where Molecule and ansible-lint look first, and
+# find it instead of installing a copy), community collections from the pinned
+# `ansible` package in the venv; nothing in ~/.ansible, ~/.cache or
+# /usr/share/ansible counts.
+CACHE     := $(CURDIR)/.cache
+export VIRTUAL_ENV := $(CURDIR)/$(VENV)
+export ANSIBLE_HOME := $(CACHE)/ansible
+export ANSIBLE_COLLECTIONS_PATH := $(ANSIBLE_HOME)/collections
+export ANSIBLE_ROLES_PATH := $(CACHE)/roles
+export ANSIBLE_LOCAL_TEMP := $(CACHE)/ansible/tmp
+export XDG_CACHE_HOME := $(CACHE)/xdg
+export XDG_CONFIG_HOME := $(CACHE)/xdg-config
+export PIP_CACHE_DIR := $(CACHE)/pip
+export ANSIBLE_CONFIG := $(CURDIR)/.config/ansible.cfg
+# Wheels a machine happens to keep elsewhere must not decide what installs.
+unexport PIP_FIND_LINKS PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_NO_INDEX PIP_CONSTRAINT PYTHONPATH
+COLLECTION_LINK := $(ANSIBLE_COLLECTIONS_PATH)/ansible_collections/pyfleet/deploy
 export MOLECULE_NO_LOG := false
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: help test host venv image lint unit ansible-test molecule build demo demo-clean bench lock clean
+.PHONY: help test test-fast collection-link host venv image lint unit ansible-test molecule build demo demo-clean bench lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -28,7 +47,13 @@ $(VENV)/.installed: requirements-dev.txt | host
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-venv: $(VENV)/.installed ## Create the pinned tool environment
+# The collection under test, as Ansible looks it up: ansible_collections/pyfleet/deploy -> the repo.
+# Made on every run: a tool that finds a stale copy or link there replaces it.
+collection-link:
+	@mkdir -p $(dir $(COLLECTION_LINK)) $(ANSIBLE_HOME)/tmp $(ANSIBLE_ROLES_PATH)
+	@if [[ "$$(readlink -f $(COLLECTION_LINK))" != "$(CURDIR)" ]]; then rm -rf $(COLLECTION_LINK); ln -s $(CURDIR) $(COLLECTION_LINK); fi
+
+venv: $(VENV)/.installed collection-link ## Create the pinned tool environment and link the collection into .cache/ansible/collections
 
 image: host ## Build (or reuse) the local Debian 12 and 13 host images
 	bash molecule/resources/image/build.sh bookworm

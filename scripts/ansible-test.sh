@@ -12,6 +12,10 @@ BASE=${PYFLEET_ANSIBLE_TEST_DIR:-${TMPDIR:-/tmp}/pyfleet-ansible-test}
 TREE="$BASE/ansible_collections/pyfleet/deploy"
 rm -rf "$BASE"
 mkdir -p "$TREE"
+# ansible-test keeps its sanity venvs and caches under ~/.ansible/test: keep
+# them in the repository's cache, so nothing of the user's home counts.
+export HOME="$ROOT/.cache/ansible-test-home"
+mkdir -p "$HOME"
 cd "$ROOT"
 git ls-files -z --cached --others --exclude-standard \
   | while IFS= read -r -d '' file; do

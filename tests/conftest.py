@@ -3,13 +3,19 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-_TREE = ROOT / ".cache" / "collections"
+_TREE = ROOT / ".cache" / "ansible" / "collections"
 _LINK = _TREE / "ansible_collections" / "pyfleet" / "deploy"
-if not _LINK.exists():
+if _LINK.resolve() != ROOT:
+    # Absent, or a copy some tool installed: the tests run this checkout's code only.
+    if _LINK.is_symlink() or _LINK.is_file():
+        _LINK.unlink()
+    elif _LINK.exists():
+        shutil.rmtree(_LINK)
     _LINK.parent.mkdir(parents=True, exist_ok=True)
     _LINK.symlink_to(ROOT, target_is_directory=True)
 if str(_TREE) not in sys.path:

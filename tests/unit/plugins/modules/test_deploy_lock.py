@@ -210,7 +210,7 @@ def test_create_loses_race(lock, monkeypatch, capsys):
 
 def test_end_to_end_subprocess(tmp_path):
     lock = tmp_path / ".rollout.lock"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / ".cache" / "collections"), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / ".cache" / "ansible" / "collections"), os.environ.get("PYTHONPATH")])))
 
     def module(**args):
         argsfile = tmp_path / "args.json"

@@ -478,7 +478,7 @@ def test_normalize_name(name, expected):
 def test_end_to_end_subprocess(app, tmp_path):
     link(app, "previous", "r1")
     link(app, "current", "r2")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / ".cache" / "collections"), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / ".cache" / "ansible" / "collections"), os.environ.get("PYTHONPATH")])))
     argsfile = tmp_path / "args.json"
     argsfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"app_root": str(app), "diff_lines": 4}}))
     proc = subprocess.run(
