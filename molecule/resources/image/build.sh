@@ -42,7 +42,8 @@ ROOT=$(mktemp -d /var/tmp/pyfleet-rootfs.XXXXXX)
 trap 'rm -rf "$ROOT"' EXIT
 
 # What a minimal Debian VPS has: systemd, python3 for Ansible, apt over HTTPS.
-INCLUDE=systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,iproute2,procps,sudo,locales,curl,gnupg
+# sshd, because a VPS is reached over SSH (the fleet scenario connects with it).
+INCLUDE=systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,iproute2,procps,sudo,locales,curl,gnupg,openssh-server
 debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$ROOT" "$MIRROR" >"$ROOT.log" 2>&1 \
   || { tail -30 "$ROOT.log" >&2; exit 1; }
 rm -f "$ROOT.log"
@@ -67,6 +68,10 @@ for unit in getty.target console-getty.service systemd-udevd.service \
   ln -sf /dev/null "$ROOT/etc/systemd/system/$unit"
 done
 : >"$ROOT/etc/machine-id"
+# Every host made from the image gets its own SSH host keys, at first boot.
+rm -f "$ROOT"/etc/ssh/ssh_host_*
+mkdir -p "$ROOT/etc/systemd/system/ssh.service.d"
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' >"$ROOT/etc/systemd/system/ssh.service.d/pyfleet-hostkeys.conf"
 echo "en_US.UTF-8 UTF-8" >"$ROOT/etc/locale.gen"
 chroot "$ROOT" locale-gen >/dev/null 2>&1 || true
 chroot "$ROOT" apt-get clean
