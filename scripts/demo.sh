@@ -8,11 +8,11 @@ HTTPS_PORT=${PYFLEET_DEMO_HTTPS_PORT:-8443}
 HTTP_PORT=${PYFLEET_DEMO_HTTP_PORT:-8080}
 export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 
-echo "== installing the built collection offline into .demo/collections"
+echo "== installing the built collection offline into .cache/demo/collections"
 tarball=$(ls -t .cache/dist/pyfleet-deploy-*.tar.gz | head -1)
-rm -rf .demo/collections
-export ANSIBLE_COLLECTIONS_PATH="$ROOT/.demo/collections"
-ansible-galaxy collection install --offline --no-deps -p .demo/collections "$tarball" | tail -1
+rm -rf .cache/demo/collections
+export ANSIBLE_COLLECTIONS_PATH="$ROOT/.cache/demo/collections"
+ansible-galaxy collection install --offline --no-deps -p .cache/demo/collections "$tarball" | tail -1
 
 echo "== starting the local host $HOST (ports 127.0.0.1:$HTTP_PORT->80, 127.0.0.1:$HTTPS_PORT->443)"
 platforms=$(printf '{"molecule_yml": {"platforms": [{"name": "%s", "published_ports": ["127.0.0.1:%s:80", "127.0.0.1:%s:443"]}]}}' \
