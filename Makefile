@@ -37,7 +37,8 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 test: lint unit ansible-test build molecule ## Lint, unit tests, ansible-test sanity and units, collection build and every Molecule scenario
-	@echo "make test: all passed"
+
+test-fast: lint unit molecule-default ## Everyday loop: lint, unit and bad-input tests, and the default scenario
 
 host: ## Install apt packages and start the Docker engine (root)
 	bash scripts/bootstrap-host.sh
@@ -74,12 +75,22 @@ ansible-test: venv ## ansible-test sanity and units, on a copy laid out as ansib
 build: venv ## Build the collection tarball into .cache/dist
 	ansible-galaxy collection build --force --output-path .cache/dist
 
+LOGS := $(CACHE)/logs
+
+# Each scenario's output is kept in .cache/logs/<scenario>.log; the run ends
+# with each scenario's time and the summary line of its testinfra verifiers.
 molecule: venv image ## Run every Molecule scenario
+	@mkdir -p $(LOGS); rm -f $(LOGS)/summary.txt
 	@for scenario in $(SCENARIOS); do \
 	  echo "=== molecule test -s $$scenario"; start=$$(date +%s); \
-	  molecule test -s $$scenario || exit 1; \
-	  echo "=== $$scenario passed in $$(( $$(date +%s) - start )) s"; \
+	  molecule test -s $$scenario 2>&1 | tee $(LOGS)/$$scenario.log || { echo "=== $$scenario FAILED (log: $(LOGS)/$$scenario.log)"; exit 1; }; \
+	  verdict=$$(grep -E '^=+ .*(passed|failed).* in [0-9.]+s.* =+$$' $(LOGS)/$$scenario.log | tail -1); \
+	  echo "$$scenario: $$(( $$(date +%s) - start )) s ${verdict:+ verifiers: $$verdict}" >> $(LOGS)/summary.txt; \
 	done
+	@echo "=== Molecule scenarios"; cat $(LOGS)/summary.txt
+
+molecule-%: venv image ## Run one Molecule scenario, e.g. make molecule-fleet
+	molecule test -s $*
 
 demo: venv image build ## Deploy the example app on a local host and show it over HTTPS
 	bash scripts/demo.sh

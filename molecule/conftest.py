@@ -1,0 +1,217 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright (c) pyfleet.deploy developers
+"""Fixtures shared by every scenario's testinfra verifiers (molecule/<scenario>/tests/).
+
+Molecule runs the verifiers with pytest-testinfra, ``--connection=ansible``
+and the scenario's inventory, so a host fixture reaches each host the way the
+playbooks do (over SSH in the fleet scenario). The fixtures here run what a
+user runs (``ansible-playbook pyfleet.deploy.<playbook>``), drive load through
+the published ports with bench/loadgen.py, and read the rollout summaries.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import testinfra
+
+PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(PROJECT, "bench"))
+
+from releases import release_id, variant  # noqa: E402  (bench/releases.py, shared with the bench)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "step: a rollout step; the tests of one class share its one run")
+
+
+@pytest.fixture(scope="session")
+def inventory():
+    """The scenario's inventory directory, as Molecule wrote it."""
+    return os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
+
+
+@pytest.fixture(scope="session")
+def ca_file(inventory):
+    """The internal CA that signed the test hosts' certificates (tls_mode: selfsigned)."""
+    return os.path.join(inventory, ".pyfleet-ca", "ca.crt")
+
+
+@pytest.fixture(scope="session")
+def work():
+    return tempfile.mkdtemp(prefix="pyfleet-verify-")
+
+
+@pytest.fixture(scope="session")
+def hosts(inventory):
+    """testinfra hosts by inventory name, with sudo, over the inventory's own connection."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = testinfra.get_host("ansible://%s?ansible_inventory=%s" % (name, inventory), sudo=True)
+        return cache[name]
+
+    return get
+
+
+class Rollout:
+    """The outcome of one ansible-playbook run: exit code, output and the rollout summary."""
+
+    def __init__(self, rc, output, report, seconds):
+        self.rc, self.output, self.report, self.seconds = rc, output, report, seconds
+
+    @property
+    def results(self):
+        return [host["result"] for host in (self.report or {}).get("hosts", [])]
+
+    @property
+    def methods(self):
+        return sorted({host["method"] for host in (self.report or {}).get("hosts", [])})
+
+
+class Playbooks:
+    """Runs pyfleet.deploy.<playbook> by FQCN against the scenario's inventory."""
+
+    def __init__(self, inventory, work):
+        self.inventory, self.work = inventory, work
+
+    def start(self, name, source, lockfile, extra_vars=None, args=()):
+        reports = os.path.join(self.work, "reports-%s-%d" % (name, time.monotonic_ns()))
+        variables = {"app_source": {"type": "dir", "path": source}, "app_requirements": lockfile,
+                     "rollout_report_dir": reports, **(extra_vars or {})}
+        log = open(reports + ".log", "w+", encoding="utf-8")
+        argv = ["ansible-playbook", "-i", self.inventory, "pyfleet.deploy.%s" % name, "-e", json.dumps(variables)]
+        process = subprocess.Popen(argv + list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return process, log, reports, time.monotonic()
+
+    @staticmethod
+    def finish(started):
+        process, log, reports, began = started
+        rc = process.wait()
+        seconds = time.monotonic() - began
+        log.seek(0)
+        output = log.read()
+        log.close()
+        report = None
+        found = sorted(glob.glob(os.path.join(reports, "*.json")))
+        if found:
+            with open(found[-1], encoding="utf-8") as handle:
+                report = json.load(handle)
+        return Rollout(rc, output, report, seconds)
+
+    def run(self, name, source, lockfile, extra_vars=None, args=()):
+        return self.finish(self.start(name, source, lockfile, extra_vars, args))
+
+
+@pytest.fixture(scope="session")
+def playbooks(inventory, work):
+    return Playbooks(inventory, work)
+
+
+class Load:
+    """bench/loadgen.py in the background against a published HTTPS port; bounded in time and count."""
+
+    def __init__(self, work, url, server_name, ca_file, clients, pause, label):
+        self.stop = os.path.join(work, "stop-%s-%d" % (label, time.monotonic_ns()))
+        self.result = self.stop.replace("stop-", "load-") + ".json"
+        self.process = subprocess.Popen([
+            sys.executable, os.path.join(PROJECT, "bench", "loadgen.py"), url,
+            "--host-header", server_name, "--ca-file", ca_file, "--path", "/health",
+            "--clients", str(clients), "--slow-clients", str(max(1, clients // 10)), "--slow-seconds", "1",
+            "--keepalive-percent", "50", "--duration", "900", "--requests", "2000000",
+            "--pause", str(pause), "--stop-file", self.stop, "--output", self.result])
+        time.sleep(3)
+
+    def finish(self):
+        time.sleep(2)  # answers after the last switch
+        open(self.stop, "w").close()
+        self.process.wait(timeout=120)
+        with open(self.result, encoding="utf-8") as handle:
+            return json.load(handle)
+
+
+@pytest.fixture(scope="session")
+def load(work, ca_file):
+    """Start load through a published port: load(url, server_name, clients=..., pause=...)."""
+
+    def start(url, server_name, clients=100, pause=0.25, label="load"):
+        return Load(work, url, server_name, ca_file, clients, pause, label)
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def release():
+    """Release variants of an example app and the id the app role computes for them."""
+
+    class Releases:
+        variant = staticmethod(variant)
+        id = staticmethod(release_id)
+
+    return Releases
+
+
+class Answer:
+    """An HTTP answer as curl on the host saw it: status, headers (lower-case names) and body."""
+
+    def __init__(self, raw):
+        head, _, self.body = raw.partition("\r\n\r\n")
+        while self.body.startswith("HTTP/") and "\r\n\r\n" in self.body:  # a 100 Continue or a redirect chain
+            head, _, self.body = self.body.partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            self.headers.setdefault(name.strip().lower(), []).append(value.strip())
+
+    def header(self, name):
+        values = self.headers.get(name.lower(), [])
+        return values[0] if len(values) == 1 else values or None
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@pytest.fixture(scope="session")
+def https(ca_file):
+    """GET a URL through a host's own nginx, by the site's name, verified against the internal CA.
+
+    https(host, "/health", name) -> Answer; scheme "http" for plain HTTP. The
+    name need not resolve on the host: curl is told it is 127.0.0.1.
+    """
+    with open(ca_file, encoding="utf-8") as handle:
+        ca = handle.read()
+    given = set()
+
+    def get(host, path, name, scheme="https"):
+        if host not in given:
+            host.run("printf '%%s' %s > /tmp/pyfleet-ca.crt", ca)
+            given.add(host)
+        port = 443 if scheme == "https" else 80
+        out = host.run("curl --silent --show-error --include --max-time 10 --cacert /tmp/pyfleet-ca.crt "
+                       "--resolve %s:%d:127.0.0.1 %s://%s%s" % (name, port, scheme, name, path))
+        assert out.rc == 0, "curl %s://%s%s on %s: %s" % (scheme, name, path, host.backend.hostname, out.stderr)
+        return Answer(out.stdout)
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def worker_count():
+    """pyfleet.deploy.worker_count, the filter that sizes the workers, loaded from this checkout."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pyfleet_worker_count",
+                                                  os.path.join(PROJECT, "plugins", "filter", "worker_count.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.worker_count

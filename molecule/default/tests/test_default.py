@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright (c) pyfleet.deploy developers
+"""pyfleet-default: FastAPI under Gunicorn and the draining Uvicorn worker, as a user of one host sees it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+
+import pytest
+
+testinfra_hosts = ["ansible://pyfleet-default"]
+NAME = "pyfleet-default"
+SOCKET = "/run/demo/gunicorn.sock"
+
+
+@pytest.fixture(scope="module")
+def expected(release):
+    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    lockfile = os.path.join(project, "examples", "fastapi", "requirements.txt")
+    return {"release": release.id(os.path.join(project, "examples", "fastapi", "app"), lockfile),
+            "lockfile": lockfile}
+
+
+@pytest.mark.parametrize("unit", ["demo.socket", "demo.service", "nginx.service"])
+def test_the_socket_the_service_and_nginx_are_active_and_enabled(host, unit):
+    service = host.service(unit)
+    assert (service.is_running, service.is_enabled) == (True, True)
+
+
+def test_the_gunicorn_socket_is_0660_root_www_data(host):
+    socket = host.file(SOCKET)
+    assert (socket.is_socket, socket.mode, socket.user, socket.group) == (True, 0o660, "root", "www-data")
+
+
+def test_the_env_file_is_0640_root_app(host):
+    env = host.file("/srv/demo/shared/env")
+    assert (env.mode, env.user, env.group) == (0o640, "root", "demo")
+
+
+def test_health_over_https_names_the_deployed_release(host, https, expected):
+    answer = https(host, "/health", NAME)
+    assert answer.status == 200
+    assert (answer.json()["status"], answer.json()["release"]) == ("ok", expected["release"])
+    assert answer.header("x-release") == expected["release"]
+    assert "max-age=63072000" in answer.header("strict-transport-security")
+
+
+def test_release_json_says_what_runs_from_which_lock_and_python_deployed_when_and_by_whom(host, expected):
+    meta = json.loads(host.file("/srv/demo/current/.release.json").content_string)
+    with open(expected["lockfile"], "rb") as handle:
+        lock_hash = hashlib.sha256(handle.read()).hexdigest()[:16]
+    assert meta["id"] == expected["release"]
+    assert meta["lock_hash"] == lock_hash
+    assert re.match(r"^3\.[0-9]+\.[0-9]+$", meta["python"])
+    assert re.match(r"^20[0-9-]+T[0-9:]+Z$", meta["deployed_at"])
+    assert meta["deployed_by"] and meta["source_revision"]
+
+
+def _normal(purl):
+    return re.sub(r"[-_.]+", "-", purl.lower())
+
+
+def test_the_sbom_is_cyclonedx_and_lists_every_locked_package_at_its_version(host, expected):
+    bom = json.loads(host.file("/srv/demo/current/.sbom.cdx.json").content_string)
+    listed = {_normal(component["purl"]) for component in bom["components"]}
+    with open(expected["lockfile"], encoding="utf-8") as handle:
+        locked = [_normal("pkg:pypi/%s@%s" % match.groups()) for match in
+                  (re.match(r"^([A-Za-z0-9][^=\s\[]*)(?:\[[^]]*\])?==([^\s;\\]+)", line) for line in handle) if match]
+    assert bom["bomFormat"] == "CycloneDX"
+    assert len(locked) >= 5
+    assert [purl for purl in locked if purl not in listed] == []
+
+
+def test_the_app_sees_https_and_the_real_client_not_the_proxy_socket(host, https):
+    seen = https(host, "/client", NAME).json()
+    assert (seen["scheme"], seen["host"]) == ("https", NAME)
+    assert seen["client"] is not None
+
+
+def test_plain_http_redirects_to_the_same_url_over_https(host, https):
+    answer = https(host, "/health?x=1", NAME, scheme="http")
+    assert (answer.status, answer.header("location")) == (301, "https://%s/health?x=1" % NAME)
+
+
+@pytest.fixture(scope="module")
+def processes(host):
+    master = host.check_output("systemctl show --value --property=MainPID demo.service")
+    lines = host.check_output("ps -o user= -o pid= --pid %s --ppid %s" % (master, master)).splitlines()
+    return [line.split() for line in lines]
+
+
+def test_the_master_and_every_worker_run_as_the_app_user(host, processes, worker_count):
+    cpus = int(host.check_output("nproc"))
+    assert len(processes) == 1 + worker_count("auto", cpus)
+    assert {user for user, _pid in processes} == {"demo"}
+
+
+def test_the_env_file_reaches_the_workers_verbatim(host, processes):
+    environ = host.file("/proc/%s/environ" % processes[-1][1]).content.split(b"\0")
+    assert b'GREETING=hello "quoted" $NOT_EXPANDED' in environ
+
+
+def test_nginx_reuses_pooled_upstream_connections(host):
+    probe = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "molecule", "resources", "files", "keepalive_probe.py")
+    host.ansible("copy", "src=%s dest=/tmp/keepalive_probe.py mode=0755" % probe, check=False)
+    seen = json.loads(host.check_output("python3 /tmp/keepalive_probe.py --socket %s --requests 2000 --threads 8" % SOCKET))
+    assert (seen["failed"], seen["ok"]) == (0, 2000)
+    assert 1 <= seen["upstream_connections"] <= 100, seen

@@ -1,0 +1,352 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright (c) pyfleet.deploy developers
+"""The fleet's rollouts, as a user runs them, under load through the load balancer.
+
+Each class is one step: its fixture runs ``ansible-playbook
+pyfleet.deploy.<playbook>`` once, against the scenario's inventory (over SSH,
+as the deploy user with sudo), while bench/loadgen.py sends about 300
+requests/s through the load balancer's published port; each test asserts one
+thing a user would notice. The steps build on each other, in file order.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import socket
+import ssl
+import time
+
+import pytest
+
+LB_URL = "https://127.0.0.1:9443"
+SERVER_NAME = "pyfleet.test"
+APP_HOSTS = ["fleet-app1", "fleet-app2", "fleet-app3"]
+LB_LOG = "/var/log/nginx/demo.access.log"
+UNHEALTHY_CODE = '''
+
+@app.middleware("http")
+async def _health_fails(request, call_next):
+    if request.url.path == "/health":
+        from fastapi.responses import JSONResponse
+        return JSONResponse({"status": "failing"}, status_code=503)
+    return await call_next(request)
+'''
+
+
+@pytest.fixture(scope="session")
+def example():
+    return os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "examples", "fastapi")
+
+
+@pytest.fixture(scope="session")
+def locks(example):
+    return {"v1": os.path.join(example, "requirements.txt"),
+            "deps": os.path.join(example, "requirements-deps-change.txt")}
+
+
+@pytest.fixture(scope="session")
+def sources(work, release, example):
+    app = os.path.join(example, "app")
+    return {
+        "v1": app,
+        "v2": release.variant(work, "v2", "v2", app=app),
+        "v3": release.variant(work, "v3", "v3", app=app),
+        "broken": release.variant(work, "broken", "v2-broken", "\nimport module_that_is_not_installed  # noqa: F401\n",
+                                  app=app),
+        "unhealthy": release.variant(work, "unhealthy", "v2-unhealthy", UNHEALTHY_CODE, app=app),
+    }
+
+
+@pytest.fixture(scope="session")
+def ids(release, sources, locks):
+    return {"v1": release.id(sources["v1"], locks["v1"]), "v2": release.id(sources["v2"], locks["v1"]),
+            "deps": release.id(sources["v2"], locks["deps"])}
+
+
+@pytest.fixture(scope="session")
+def served(hosts):
+    """The release id each app server's Gunicorn reports, asked through its socket."""
+
+    def releases():
+        found = {}
+        for name in APP_HOSTS:
+            out = hosts(name).run("curl -sS --max-time 5 --unix-socket /run/demo/gunicorn.sock http://localhost/health")
+            try:
+                found[name] = json.loads(out.stdout).get("release")
+            except ValueError:
+                found[name] = "unreadable: %s %s" % (out.stdout[:80], out.stderr[:80])
+        return found
+
+    return releases
+
+
+class _LbConnection(http.client.HTTPSConnection):
+    """HTTPS to the balancer's published port with the site's name as SNI, as a browser sends it."""
+
+    def connect(self):
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=SERVER_NAME)
+
+
+@pytest.fixture(scope="session")
+def lb_get(ca_file):
+    """(status, headers, JSON body) of one request through the load balancer, chain and name verified."""
+
+    def get(path="/"):
+        host, port = LB_URL.split("//", 1)[1].rsplit(":", 1)
+        connection = _LbConnection(host, int(port), timeout=10, context=ssl.create_default_context(cafile=ca_file))
+        try:
+            connection.request("GET", path, headers={"Host": SERVER_NAME})
+            answer = connection.getresponse()
+            return answer.status, answer.headers, json.loads(answer.read())
+        finally:
+            connection.close()
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def lb_versions(lb_get):
+    def versions(count=30):
+        seen = {}
+        for _request in range(count):
+            version = lb_get("/")[2]["version"]
+            seen[version] = seen.get(version, 0) + 1
+        return seen
+
+    return versions
+
+
+@pytest.fixture(scope="session")
+def lb_retries(hosts):
+    """Count the requests the balancer had to retry on another app server, from its JSON access log."""
+
+    def mark():
+        return int(hosts("fleet-lb").check_output("wc -l < %s" % LB_LOG))
+
+    def retried(since):
+        retries = 0
+        for line in hosts("fleet-lb").check_output("tail -n +%d %s" % (since + 1, LB_LOG)).splitlines():
+            entry = json.loads(line)
+            if "," in entry["upstream_status"] or entry["upstream_status"] not in ("200", "-"):
+                retries += 1
+        return retries
+
+    return mark, retried
+
+
+def _under_load(load, run):
+    traffic = load(LB_URL, SERVER_NAME, clients=100, pause=0.25)
+    outcome = run()
+    return outcome, traffic.finish()
+
+
+class TestCodeOnlyRollout:
+    """rolling_reload v1 -> v2 (a code change: HUP), while a second rollout tries to start."""
+
+    @pytest.fixture(scope="class")
+    def step(self, playbooks, load, sources, locks, served, hosts, lb_retries):
+        before = served()
+        mark, retried = lb_retries
+        since = mark()
+
+        def run():
+            first = playbooks.start("rolling_reload", sources["v2"], locks["v1"])
+            lock = hosts("fleet-app1").file("/srv/demo/.rollout.lock")
+            deadline = time.monotonic() + 120
+            while not lock.exists and time.monotonic() < deadline and first[0].poll() is None:
+                time.sleep(0.5)
+            held = lock.exists
+            second = playbooks.run("rolling_reload", sources["v3"], locks["v1"])
+            return held, second, playbooks.finish(first)
+
+        (held, second, rollout), traffic = _under_load(load, run)
+        return {"before": before, "held": held, "second": second, "rollout": rollout, "load": traffic,
+                "retried": retried(since)}
+
+    def test_exits_0(self, step):
+        assert step["rollout"].rc == 0, step["rollout"].output[-4000:]
+
+    def test_no_request_fails(self, step):
+        assert step["load"]["requests"] > 0
+        assert step["load"]["failed"] == 0, step["load"]["errors"]
+
+    def test_no_request_needed_a_retry_at_the_load_balancer(self, step):
+        assert step["retried"] == 0
+
+    def test_the_summary_reports_ok_on_every_host(self, step):
+        assert step["rollout"].results == ["ok"] * 3
+
+    def test_a_code_only_change_is_a_hup_on_every_host(self, step):
+        assert step["rollout"].methods == ["hup"]
+
+    def test_the_summary_names_where_each_host_came_from_and_went_to(self, step, ids):
+        assert [(h["host"], h["from"], h["to"]) for h in step["rollout"].report["hosts"]] == [
+            (name, step["before"][name], ids["v2"]) for name in APP_HOSTS]
+
+    def test_every_app_server_serves_v2(self, step, served, ids):
+        assert served() == dict.fromkeys(APP_HOSTS, ids["v2"])
+
+    def test_only_v2_answers_through_the_load_balancer(self, step, lb_versions):
+        assert set(lb_versions()) == {"v2"}
+
+    def test_the_first_rollout_held_the_deploy_lock(self, step):
+        assert step["held"]
+
+    def test_a_second_rollout_is_refused_by_the_lock_with_how_to_break_it(self, step):
+        assert step["second"].rc != 0
+        assert "held by rollout" in step["second"].output
+        assert "rollout_break_lock=true" in step["second"].output
+
+
+class TestReleaseThatCannotImport:
+    """rolling_reload of a release whose import fails: stopped in the preflight, 0 hosts changed."""
+
+    @pytest.fixture(scope="class")
+    def step(self, playbooks, load, sources, locks):
+        rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["broken"], locks["v1"]))
+        return {"rollout": rollout, "load": traffic}
+
+    def test_fails(self, step):
+        assert step["rollout"].rc != 0
+
+    def test_stops_at_the_preflight_naming_the_import_error(self, step):
+        report = step["rollout"].report
+        assert report["stopped"] and "preflight" in report["stop_reason"]
+        assert "module_that_is_not_installed" in report["stop_reason"]
+
+    def test_changes_no_host(self, step):
+        assert step["rollout"].results == ["not started"] * 3
+
+    def test_no_request_fails(self, step):
+        assert step["load"]["requests"] > 0
+        assert step["load"]["failed"] == 0, step["load"]["errors"]
+
+    def test_every_app_server_still_serves_v2(self, step, served, ids):
+        assert served() == dict.fromkeys(APP_HOSTS, ids["v2"])
+
+
+class TestReleaseThatFailsHealth:
+    """rolling_reload of a release that imports but answers 503 on /health: the canary is rolled back."""
+
+    @pytest.fixture(scope="class")
+    def step(self, playbooks, load, sources, locks):
+        rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["unhealthy"], locks["v1"]))
+        return {"rollout": rollout, "load": traffic}
+
+    def test_fails(self, step):
+        assert step["rollout"].rc != 0
+
+    def test_rolls_the_canary_back_and_leaves_the_others_untouched(self, step):
+        assert step["rollout"].results == ["rolled back", "not started", "not started"]
+
+    def test_the_canarys_reason_names_the_failed_health_check(self, step):
+        assert "503" in step["rollout"].report["hosts"][0].get("reason", "")
+
+    def test_leaves_no_host_on_the_bad_release(self, step, served, ids):
+        assert served() == dict.fromkeys(APP_HOSTS, ids["v2"])
+
+    def test_no_request_fails(self, step):
+        assert step["load"]["requests"] > 0
+        assert step["load"]["failed"] == 0, step["load"]["errors"]
+
+    def test_only_v2_answers_through_the_load_balancer(self, step, lb_versions):
+        assert set(lb_versions()) == {"v2"}
+
+
+class TestNewLockfile:
+    """rolling_reload of v2 with a new lockfile: a restart on every host, wheels gathered once."""
+
+    @pytest.fixture(scope="class")
+    def step(self, playbooks, load, sources, locks, lb_retries):
+        mark, retried = lb_retries
+        since = mark()
+        rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["v2"], locks["deps"]))
+        return {"rollout": rollout, "load": traffic, "retried": retried(since)}
+
+    def test_exits_0(self, step):
+        assert step["rollout"].rc == 0, step["rollout"].output[-4000:]
+
+    def test_a_new_lock_hash_restarts_every_host(self, step):
+        assert step["rollout"].methods == ["restart"]
+        assert step["rollout"].results == ["ok"] * 3
+
+    def test_no_request_fails(self, step):
+        assert step["load"]["requests"] > 0
+        assert step["load"]["failed"] == 0, step["load"]["errors"]
+
+    def test_no_request_needed_a_retry_at_the_load_balancer(self, step):
+        assert step["retried"] == 0
+
+    def test_every_app_server_serves_the_new_release(self, step, served, ids):
+        assert served() == dict.fromkeys(APP_HOSTS, ids["deps"])
+
+    def test_the_wheels_were_downloaded_once_for_three_hosts(self, step):
+        blocks = re.findall(r"TASK \[pyfleet\.deploy\.app : Gather the wheels[^\n]*\n((?:[^\n]+\n)+)", step["rollout"].output)
+        downloads = sum(block.count("changed: [") for block in blocks)
+        cache_hits = sum(block.count("ok: [") for block in blocks)
+        assert (downloads, cache_hits >= 1) == (1, True), (downloads, cache_hits)
+
+
+@pytest.mark.parametrize("compare", ["previous", "v1"])
+class TestWhatChanged:
+    """pyfleet.deploy.what_changed: the last rollout added a package; from v1, the code changed too."""
+
+    @pytest.fixture(scope="class")
+    def step(self, playbooks, work, sources, locks, ids, compare):
+        out = os.path.join(work, "what_changed-%s.json" % compare)
+        args = ("-e", "rollout_diff_json=%s" % out)
+        if compare == "v1":
+            args += ("-e", "rollout_diff_from=%s" % ids["v1"])
+        rollout = playbooks.run("what_changed", sources["v2"], locks["deps"], args=args)
+        found = {}
+        if os.path.exists(out):
+            with open(out, encoding="utf-8") as handle:
+                found = json.load(handle)
+        return {"rollout": rollout, "results": found, "from": ids["v2"] if compare == "previous" else ids["v1"]}
+
+    def test_exits_0(self, step):
+        assert step["rollout"].rc == 0, step["rollout"].output[-3000:]
+
+    def test_every_app_server_compares_the_same_two_releases(self, step, ids):
+        pairs = {(r.get("from", {}).get("id"), r.get("to", {}).get("id")) for r in step["results"].values()}
+        assert sorted(step["results"]) == APP_HOSTS
+        assert pairs == {(step["from"], ids["deps"])}
+
+    def test_the_added_package_is_itsdangerous_on_every_host(self, step):
+        added = [p for r in step["results"].values() for p in r.get("packages", {}).get("added", [])]
+        assert added == [{"name": "itsdangerous", "version": "2.2.0"}] * 3
+
+    def test_the_changed_source_files_are_listed(self, step, compare):
+        changed = {tuple(r.get("source", {}).get("changed", [])) for r in step["results"].values()}
+        assert changed == ({()} if compare == "previous" else {("main.py",)})
+
+    def test_the_report_shows_the_change_once_for_the_three_hosts(self, step):
+        assert "(3 hosts)" in step["rollout"].output
+
+
+def test_x_release_through_the_load_balancer_names_the_live_release(lb_get, ids):
+    status, headers, body = lb_get("/health")
+    assert (status, headers.get("X-Release"), body.get("release")) == (200, ids["deps"], ids["deps"])
+
+
+class TestRollback:
+    """pyfleet.deploy.rollback to each host's previous release, under load."""
+
+    @pytest.fixture(scope="class")
+    def step(self, playbooks, load, sources, locks):
+        rollout, traffic = _under_load(load, lambda: playbooks.run("rollback", sources["v2"], locks["v1"]))
+        return {"rollout": rollout, "load": traffic}
+
+    def test_exits_0(self, step):
+        assert step["rollout"].rc == 0, step["rollout"].output[-4000:]
+
+    def test_every_app_server_serves_its_previous_release_again(self, step, served, ids):
+        assert served() == dict.fromkeys(APP_HOSTS, ids["v2"])
+
+    def test_no_request_fails(self, step):
+        assert step["load"]["requests"] > 0
+        assert step["load"]["failed"] == 0, step["load"]["errors"]
