@@ -142,7 +142,7 @@ class Load:
 def load(work, ca_file):
     """Start load through a published port: load(url, server_name, clients=..., pause=...)."""
 
-    def start(url, server_name, clients=100, pause=0.25, label="load"):
+    def start(url, server_name, clients=100, pause=0.25, label="load", ca_file=ca_file):
         return Load(work, url, server_name, ca_file, clients, pause, label)
 
     return start
@@ -188,18 +188,19 @@ def https(ca_file):
     https(host, "/health", name) -> Answer; scheme "http" for plain HTTP. The
     name need not resolve on the host: curl is told it is 127.0.0.1.
     """
-    with open(ca_file, encoding="utf-8") as handle:
-        ca = handle.read()
     given = set()
 
-    def get(host, path, name, scheme="https"):
-        if host not in given:
-            host.run("printf '%%s' %s > /tmp/pyfleet-ca.crt", ca)
-            given.add(host)
+    def get(host, path, name, scheme="https", ca=ca_file):
+        """ca: the trust anchor on the controller (the internal CA unless told)."""
+        remote = "/tmp/pyfleet-trust-" + os.path.basename(ca)
+        if (host, ca) not in given:
+            with open(ca, encoding="utf-8") as handle:
+                host.run("printf '%%s' %s > " + remote, handle.read())
+            given.add((host, ca))
         port = 443 if scheme == "https" else 80
-        out = host.run("curl --silent --show-error --include --max-time 10 --cacert /tmp/pyfleet-ca.crt "
-                       "--resolve %s:%d:127.0.0.1 %s://%s%s" % (name, port, scheme, name, path))
-        assert out.rc == 0, "curl %s://%s%s on %s: %s" % (scheme, name, path, host.backend.hostname, out.stderr)
+        out = host.run("curl --silent --show-error --include --max-time 10 --cacert %s "
+                       "--resolve %s:%d:127.0.0.1 %s://%s%s" % (remote, name, port, scheme, name, path))
+        assert out.rc == 0, "curl %s://%s%s on %s: %s" % (scheme, name, path, getattr(host.backend, "hostname", host), out.stderr)
         return Answer(out.stdout)
 
     return get
@@ -215,3 +216,14 @@ def worker_count():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.worker_count
+
+
+@pytest.fixture(scope="session")
+def children():
+    """The service's main PID and its children's lines of `ps -o pid= -o args=`."""
+
+    def of(host, unit):
+        master = host.check_output("systemctl show --value --property=MainPID %s" % unit)
+        return master, host.check_output("ps -o pid= -o args= --ppid %s" % master).splitlines()
+
+    return of

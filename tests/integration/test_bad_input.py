@@ -249,6 +249,29 @@ def test_the_battery_covers_every_role_and_the_rollout():
         assert any(name.startswith(prefix) for name in variables), prefix
 
 
+def test_hosts_that_would_ship_different_code_are_refused_by_name(tmp_path):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"app_servers": {"hosts": {
+        "pyfleet-absent-host": {"ansible_connection": "community.docker.docker"},
+        "pyfleet-absent-other": {"ansible_connection": "community.docker.docker",
+                                 "app_source": {"type": "dir", "path": str(ROOT / "examples" / "flask" / "app")}},
+    }}}))
+    extra = tmp_path / "vars.yml"
+    extra.write_text(json.dumps({k: v for k, v in GOOD.items() if k != "app_source"}))
+    group_vars = tmp_path / "group_vars"
+    group_vars.mkdir()
+    (group_vars / "app_servers.yml").write_text(json.dumps({"app_source": GOOD["app_source"]}))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    result = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), "-e",
+                             f"@{extra}", str(ROOT / "playbooks" / "site.yml")],
+                            capture_output=True, text=True, env=env, timeout=300, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "must be the same on every host of a rollout" in output, output[-3000:]
+    assert "pyfleet-absent-other" in output and "examples/flask/app" in output
+    assert "UNREACHABLE" not in output
+
+
 def test_unhashed_lockfile_is_refused(tmp_path):
     lock = tmp_path / "requirements.txt"
     lock.write_text("fastapi==0.165.0\n")

@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright (c) pyfleet.deploy developers
-"""The server modes and platforms beside the default host: WSGI, Debian 13 and standalone Uvicorn."""
+"""The platform and the server mode beside the default host: Debian 13 and standalone Uvicorn."""
 
 from __future__ import annotations
 
@@ -12,30 +12,7 @@ import re
 
 PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
 EPHEMERAL = os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
-FASTAPI, FLASK = (os.path.join(PROJECT, "examples", name) for name in ("fastapi", "flask"))
-
-
-def _workers(host, app):
-    master = host.check_output("systemctl show --value --property=MainPID %s.service" % app)
-    return master, host.check_output("ps -o pid= -o args= --ppid %s" % master).splitlines()
-
-
-# --- wsgi-app: Flask under gthread workers ----------------------------------------
-
-def test_wsgi_runs_2_cpus_plus_1_gthread_workers_with_4_threads(hosts):
-    host = hosts("wsgi-app")
-    cpus = int(host.check_output("nproc"))
-    _master, workers = _workers(host, "shopwsgi")
-    config = host.file("/etc/shopwsgi/gunicorn.conf.py").content_string
-    # gthread workers start their threads on demand, so the configuration says it.
-    assert len(workers) == 2 * cpus + 1
-    assert 'worker_class = "gthread"' in config and "threads = 4" in config
-
-
-def test_wsgi_answers_through_nginx_with_the_deployed_release(hosts, https, release):
-    answer = https(hosts("wsgi-app"), "/health", "wsgi.test")
-    assert answer.json()["status"] == "ok"
-    assert answer.json()["release"] == release.id(os.path.join(FLASK, "app"), os.path.join(FLASK, "requirements.txt"))
+FASTAPI = os.path.join(PROJECT, "examples", "fastapi")
 
 
 # --- trixie-app: Debian 13 --------------------------------------------------------
@@ -81,10 +58,10 @@ def test_uvicorn_runs_its_own_supervisor_as_a_notify_service(hosts):
     assert "bin/gunicorn" not in show
 
 
-def test_uvicorn_runs_cpus_plus_1_workers_from_the_current_release(hosts, release):
+def test_uvicorn_runs_cpus_plus_1_workers_from_the_current_release(hosts, children, release):
     host = hosts("uvicorn-app")
-    _master, children = _workers(host, "demo")
-    workers = [line.split()[0] for line in children if "multiprocessing.spawn" in line]
+    _master, lines = children(host, "demo.service")
+    workers = [line.split()[0] for line in lines if "multiprocessing.spawn" in line]
     cwds = {host.check_output("readlink /proc/%s/cwd" % pid) for pid in workers}
     expected = release.id(os.path.join(FASTAPI, "app"), os.path.join(FASTAPI, "requirements.txt"))
     assert len(workers) == int(host.check_output("nproc")) + 1

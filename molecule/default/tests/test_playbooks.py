@@ -1,12 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright (c) pyfleet.deploy developers
-"""Rollouts of each single-host stack, under load through its published port, and what they must not leak.
-
-Each class is one rollout: its fixture runs ``ansible-playbook
-pyfleet.deploy.rolling_reload --limit <host>`` once while bench/loadgen.py
-sends requests (40 clients, 4 of them holding 1 s requests) to the host's
-published HTTPS port; each test asserts one thing a user would notice.
-"""
+"""pyfleet-default: the playbooks run by FQCN from the built tarball, what they must not leak, and a bad nginx snippet."""
 
 from __future__ import annotations
 
@@ -19,93 +13,6 @@ import tempfile
 import pytest
 
 PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
-FASTAPI, FLASK = (os.path.join(PROJECT, "examples", name) for name in ("fastapi", "flask"))
-LOCK = os.path.join(FASTAPI, "requirements.txt")
-LOCK_DEPS = os.path.join(FASTAPI, "requirements-deps-change.txt")
-BROKEN_STARTUP = '''
-
-import contextlib
-
-
-@contextlib.asynccontextmanager
-async def _startup_fails(_app):
-    raise RuntimeError("broken on purpose: the database is unreachable")
-    yield
-
-
-app.router.lifespan_context = _startup_fails
-'''
-
-
-class Case:
-    """One rollout of one host: what to ship, where to send load, what must happen."""
-
-    def __init__(self, host, port, name, version, app=FASTAPI, module="main.py", lockfile=LOCK, method="hup",
-                 extra_code="", extra_vars=None, rolled_back=False):
-        self.host, self.port, self.name, self.version = host, port, name, version
-        self.app, self.module, self.lockfile, self.method = app, module, lockfile, method
-        self.extra_code, self.extra_vars, self.rolled_back = extra_code, extra_vars or {}, rolled_back
-
-
-CASES = {
-    "wsgi-hup": Case("wsgi-app", 9445, "wsgi.test", "v2", app=FLASK, module="app.py",
-                     lockfile=os.path.join(FLASK, "requirements.txt")),
-    "trixie-hup": Case("trixie-app", 9446, "trixie.test", "v2"),
-    "uvicorn-hup": Case("uvicorn-app", 9447, "uvicorn.test", "v2"),
-    "uvicorn-new-lockfile": Case("uvicorn-app", 9447, "uvicorn.test", "v2", lockfile=LOCK_DEPS, method="restart"),
-    # It imports, so the preflight passes, but its lifespan startup raises, so no
-    # new worker ever serves: Uvicorn keeps the old workers, the rollout sees no
-    # new generation and rolls back.
-    "uvicorn-startup-fails": Case("uvicorn-app", 9447, "uvicorn.test", "v3-broken", lockfile=LOCK_DEPS,
-                                  extra_code=BROKEN_STARTUP, extra_vars={"rollout_swap_timeout": 20}, rolled_back=True),
-}
-
-
-@pytest.fixture(scope="module", params=list(CASES), ids=list(CASES))
-def rollout(request, playbooks, load, release, work, hosts, https):
-    case = CASES[request.param]
-    source = release.variant(work, request.param, case.version, extra_code=case.extra_code,
-                             app=os.path.join(case.app, "app"), module=case.module)
-    before = https(hosts(case.host), "/health", case.name).json()["release"]
-    traffic = load("https://127.0.0.1:%d" % case.port, case.name, clients=40, pause=0.1, label=request.param)
-    outcome = playbooks.run("rolling_reload", source, case.lockfile, case.extra_vars, args=("--limit", case.host))
-    served = traffic.finish()
-    after = https(hosts(case.host), "/health", case.name).json()["release"]
-    return {"case": case, "rollout": outcome, "load": served, "expected": release.id(source, case.lockfile),
-            "before": before, "after": after}
-
-
-def test_no_request_fails(rollout):
-    assert rollout["load"]["requests"] > 0
-    assert rollout["load"]["failed"] == 0, rollout["load"]["errors"]
-
-
-def test_the_method_is_the_one_the_change_needs(rollout):
-    assert rollout["rollout"].methods == [rollout["case"].method]
-
-
-def test_the_playbook_succeeds_or_fails_as_it_must(rollout):
-    if rollout["case"].rolled_back:
-        assert rollout["rollout"].rc != 0
-    else:
-        assert rollout["rollout"].rc == 0, rollout["rollout"].output[-4000:]
-
-
-def test_the_host_ends_on_the_new_release_or_back_on_the_old_one(rollout):
-    if rollout["case"].rolled_back:
-        assert rollout["rollout"].results == ["rolled back"]
-        assert rollout["after"] == rollout["before"]
-    else:
-        assert [host["to"] for host in rollout["rollout"].report["hosts"]] == [rollout["expected"]]
-        assert rollout["after"] == rollout["expected"]
-
-
-def test_clients_saw_the_new_version_only_if_it_went_live(rollout):
-    seen = rollout["case"].version in rollout["load"]["versions"]
-    assert seen is not rollout["case"].rolled_back, rollout["load"]["versions"]
-
-
-# --- pyfleet-default: the built tarball, secrets, and a bad nginx snippet -----------------
 
 SECRET, ROTATED = "s3cr3t-value-for-tests", "rotated-S3CRET-for-tests"
 
