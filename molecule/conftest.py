@@ -28,8 +28,9 @@ sys.path.insert(0, os.path.join(PROJECT, "bench"))
 from releases import release_id, variant  # noqa: E402  (bench/releases.py, shared with the bench)
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "step: a rollout step; the tests of one class share its one run")
+def pytest_collection_modifyitems(items):
+    """Check what converge made before anything rolls out: rollout modules run last, in their own order."""
+    items.sort(key=lambda item: item.module.__name__ == "test_rollout_under_load")
 
 
 @pytest.fixture(scope="session")
@@ -163,14 +164,14 @@ class Answer:
     """An HTTP answer as curl on the host saw it: status, headers (lower-case names) and body."""
 
     def __init__(self, raw):
-        head, _, self.body = raw.partition("\r\n\r\n")
+        head, self.body = raw.split("\r\n\r\n", 1)
         while self.body.startswith("HTTP/") and "\r\n\r\n" in self.body:  # a 100 Continue or a redirect chain
-            head, _, self.body = self.body.partition("\r\n\r\n")
+            head, self.body = self.body.split("\r\n\r\n", 1)
         lines = head.split("\r\n")
         self.status = int(lines[0].split()[1])
         self.headers = {}
         for line in lines[1:]:
-            name, _, value = line.partition(":")
+            name, value = line.split(":", 1)
             self.headers.setdefault(name.strip().lower(), []).append(value.strip())
 
     def header(self, name):

@@ -122,8 +122,8 @@ def check_option(name, option, value, problems):
                                                                 describe(item, secret)))
                 ok = False
             elif choices and item not in choices:
-                problems.append("%s[%d] must be one of %s; got %s." % (name, index, ", ".join(map(str, choices)),
-                                                                      describe(item, secret)))
+                allowed = ", ".join(map(str, choices))
+                problems.append("%s[%d] must be one of %s; got %s." % (name, index, allowed, describe(item, secret)))
                 ok = False
         return ok
     if choices and value not in choices:

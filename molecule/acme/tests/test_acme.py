@@ -57,7 +57,7 @@ def health(host, name, ca_file):
     out = host.run("curl --silent --show-error --include --cacert %s --resolve %s:443:127.0.0.1 https://%s/health"
                    % (ca_file, name, name))
     assert out.rc == 0, out.stderr
-    head, _, body = out.stdout.partition("\r\n\r\n")
+    head, body = out.stdout.split("\r\n\r\n", 1)
     return head.lower(), json.loads(body)
 
 

@@ -291,9 +291,12 @@ class TestNewLockfile:
         assert (downloads, cache_hits >= 1) == (1, True), (downloads, cache_hits)
 
 
-@pytest.mark.parametrize("compare", ["previous", "v1"])
 class TestWhatChanged:
     """pyfleet.deploy.what_changed: the last rollout added a package; from v1, the code changed too."""
+
+    @pytest.fixture(scope="class", params=["previous", "v1"])
+    def compare(self, request):
+        return request.param
 
     @pytest.fixture(scope="class")
     def step(self, playbooks, work, sources, locks, ids, compare):
