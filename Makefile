@@ -27,6 +27,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/.config/ansible.cfg
 # Wheels a machine happens to keep elsewhere must not decide what installs.
 unexport PIP_FIND_LINKS PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_NO_INDEX PIP_CONSTRAINT PYTHONPATH
 COLLECTION_LINK := $(ANSIBLE_COLLECTIONS_PATH)/ansible_collections/pyfleet/deploy
+LOGS      := $(CACHE)/logs
 export MOLECULE_NO_LOG := false
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
@@ -36,7 +37,14 @@ export ANSIBLE_FORCE_COLOR := 0
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-test: lint unit ansible-test build molecule ## Lint, unit tests, ansible-test sanity and units, collection build and every Molecule scenario
+test: venv ## Lint, unit tests, ansible-test sanity and units, collection build and every Molecule scenario
+	@mkdir -p $(LOGS); : > $(LOGS)/phases.txt
+	@for phase in lint unit ansible-test build molecule; do \
+	  start=$$(date +%s); $(MAKE) --no-print-directory $$phase || exit 1; \
+	  echo "  $$phase: $$(( $$(date +%s) - start )) s" >> $(LOGS)/phases.txt; \
+	done
+	@echo "=== make test passed; time per phase:"; cat $(LOGS)/phases.txt
+	@echo "=== Molecule scenarios, each with its testinfra verifiers' summary:"; cat $(LOGS)/summary.txt
 
 test-fast: lint unit molecule-default ## Everyday loop: lint, unit and bad-input tests, and the default scenario
 
@@ -75,8 +83,6 @@ ansible-test: venv ## ansible-test sanity and units, on a copy laid out as ansib
 build: venv ## Build the collection tarball into .cache/dist
 	ansible-galaxy collection build --force --output-path .cache/dist
 
-LOGS := $(CACHE)/logs
-
 # Each scenario's output is kept in .cache/logs/<scenario>.log; the run ends
 # with each scenario's time and the summary line of its testinfra verifiers.
 molecule: venv image ## Run every Molecule scenario
@@ -84,10 +90,9 @@ molecule: venv image ## Run every Molecule scenario
 	@for scenario in $(SCENARIOS); do \
 	  echo "=== molecule test -s $$scenario"; start=$$(date +%s); \
 	  molecule test -s $$scenario 2>&1 | tee $(LOGS)/$$scenario.log || { echo "=== $$scenario FAILED (log: $(LOGS)/$$scenario.log)"; exit 1; }; \
-	  verdict=$$(grep -E '^=+ .*(passed|failed).* in [0-9.]+s.* =+$$' $(LOGS)/$$scenario.log | tail -1); \
-	  echo "$$scenario: $$(( $$(date +%s) - start )) s ${verdict:+ verifiers: $$verdict}" >> $(LOGS)/summary.txt; \
+	  { echo "  $$scenario: $$(( $$(date +%s) - start )) s"; \
+	    grep -E '^=+ .*(passed|failed).* in [0-9.]+s.* =+$$' $(LOGS)/$$scenario.log | tail -1; } >> $(LOGS)/summary.txt; \
 	done
-	@echo "=== Molecule scenarios"; cat $(LOGS)/summary.txt
 
 molecule-%: venv image ## Run one Molecule scenario, e.g. make molecule-fleet
 	molecule test -s $*

@@ -127,6 +127,14 @@ path:
   returned: always
   type: str
   sample: /home/deploy/.cache/pyfleet/wheelhouse/3f2a9c1d07be51aa/cp313-cp313-x86_64-glibc2.41
+archive:
+  description:
+    - An uncompressed tar of the wheels in RV(path) (they are compressed already), so that a host receives them in
+      one transfer, for example with M(ansible.builtin.unarchive). Made once, with the download.
+    - Not made in check mode.
+  returned: always
+  type: str
+  sample: /home/deploy/.cache/pyfleet/wheelhouse/3f2a9c1d07be51aa/cp313-cp313-x86_64-glibc2.41/wheels.tar
 wheels:
   description: File names of the wheels in RV(path), sorted. Empty in check mode when nothing is cached.
   returned: always
@@ -150,6 +158,7 @@ import os
 import re
 import shutil
 import sys
+import tarfile
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -162,6 +171,7 @@ except ImportError:  # pragma: no cover - packaging ships with ansible-core
     InvalidMarker = ValueError
 
 COMPLETE = ".complete"
+ARCHIVE = "wheels.tar"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -215,6 +225,24 @@ def _wheels(path):
     return sorted(name for name in os.listdir(path) if name.endswith(".whl"))
 
 
+def write_archive(path):
+    """Tar the wheels of ``path`` into ``path/wheels.tar``, atomically, unless it is there."""
+    archive = os.path.join(path, ARCHIVE)
+    if os.path.exists(archive):
+        return False
+    handle, partial = tempfile.mkstemp(prefix=".wheels-", suffix=".tar", dir=path)
+    os.close(handle)
+    try:
+        with tarfile.open(partial, "w") as tar:
+            for name in _wheels(path):
+                tar.add(os.path.join(path, name), arcname=name)
+        os.rename(partial, archive)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return True
+
+
 def _missing_wheel(output):
     found = re.search(r"(?:No matching distribution found for|Could not find a version that satisfies the requirement) (\S+)", output)
     return found.group(1) if found else None
@@ -232,7 +260,8 @@ def run_module(module):
         module.fail_json(msg="cannot read the lockfile %s: %s" % (params["requirements"], exc))
     lock_hash = hashlib.sha256(data).hexdigest()
     path = os.path.join(params["cache_dir"], lock_hash[:16], target_key(target))
-    result = dict(changed=False, path=path, wheels=[], cached=False, skipped_requirements=[])
+    result = dict(changed=False, path=path, archive=os.path.join(path, ARCHIVE), wheels=[], cached=False,
+                  skipped_requirements=[])
     try:
         lines, result["skipped_requirements"] = for_target(data.decode("utf-8"), target["environment"])
     except (ValueError, UnicodeDecodeError) as exc:
@@ -240,6 +269,9 @@ def run_module(module):
 
     if os.path.exists(os.path.join(path, COMPLETE)):
         result.update(cached=True, wheels=_wheels(path))
+        if not module.check_mode:
+            # A cache from before the archive existed gets one now.
+            result["changed"] = write_archive(path)
         return result
     result["changed"] = True
     if module.check_mode:
@@ -262,6 +294,7 @@ def run_module(module):
                 if missing else "pip download failed"
             )
             module.fail_json(msg="%s: %s" % (hint, (err or out).strip()[-2000:]), cmd=argv, rc=rc, **result)
+        write_archive(wheels)
         with open(os.path.join(wheels, COMPLETE), "w", encoding="utf-8") as handle:
             handle.write(lock_hash + "\n")
         os.makedirs(os.path.dirname(path), exist_ok=True)

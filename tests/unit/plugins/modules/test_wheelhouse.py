@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 import stat
 import subprocess
 import sys
@@ -118,11 +119,24 @@ def test_download_once_then_from_the_cache(capsys, tmp_path, fake_pip):
     assert first["wheels"] == ["anyio-4.16.0-py3-none-any.whl", "uvloop-0.22.1-py3-none-any.whl"]
     assert first["path"].endswith("/cp313-cp313-manylinux_2_41_x86_64")
     assert os.path.exists(os.path.join(first["path"], ".complete"))
+    with tarfile.open(first["archive"]) as tar:
+        assert sorted(tar.getnames()) == first["wheels"]
     rc, second = run(capsys, requirements=str(lock), target=TARGET, cache_dir=str(cache), python=str(script))
     assert rc == 0 and not second["changed"] and second["cached"]
     assert second["path"] == first["path"] and second["wheels"] == first["wheels"]
     assert len(calls(log)) == 1
     assert os.listdir(cache / os.path.basename(os.path.dirname(first["path"]))) == ["cp313-cp313-manylinux_2_41_x86_64"]
+
+
+def test_a_cache_without_the_archive_gets_one(capsys, tmp_path, fake_pip):
+    script, _log, lock = fake_pip
+    cache = tmp_path / "cache"
+    rc, first = run(capsys, requirements=str(lock), target=TARGET, cache_dir=str(cache), python=str(script))
+    os.unlink(first["archive"])
+    rc, again = run(capsys, requirements=str(lock), target=TARGET, cache_dir=str(cache), python=str(script))
+    assert rc == 0 and again["cached"] and again["changed"]
+    with tarfile.open(again["archive"]) as tar:
+        assert sorted(tar.getnames()) == first["wheels"]
 
 
 def test_another_target_or_lock_gets_its_own_directory(capsys, tmp_path, fake_pip):
