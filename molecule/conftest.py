@@ -28,6 +28,31 @@ sys.path.insert(0, os.path.join(PROJECT, "bench"))
 from releases import release_id, variant  # noqa: E402  (bench/releases.py, shared with the bench)
 
 
+FIGURES = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    """What the rollouts measured, printed once before pytest's summary line."""
+    if FIGURES:
+        terminalreporter.section("rollouts measured")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def measured():
+    """measured(label, rollout, load): keep one rollout's figures for the terminal summary."""
+
+    def record(label, rollout, load=None):
+        hosts = ", ".join("%s %s %s swap %ss" % (h["host"], h["method"], h["result"], h["swap_seconds"])
+                          for h in (rollout.report or {}).get("hosts", []))
+        traffic = ("%d requests, %d failed, p50 %s ms, p99 %s ms; " % (
+            load["requests"], load["failed"], load["p50_ms"], load["p99_ms"])) if load else ""
+        FIGURES.append("%s: exit %d in %.0f s; %s%s" % (label, rollout.rc, rollout.seconds, traffic, hosts))
+
+    return record
+
+
 def pytest_collection_modifyitems(items):
     """Check what converge made before anything rolls out: rollout modules run last, in their own order."""
     items.sort(key=lambda item: item.module.__name__ == "test_rollout_under_load")

@@ -7,8 +7,9 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-_TREE = ROOT / ".cache" / "ansible" / "collections"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collection import COLLECTIONS as _TREE, ROOT  # noqa: E402
+
 _LINK = _TREE / "ansible_collections" / "pyfleet" / "deploy"
 if _LINK.resolve() != ROOT:
     # Absent, or a copy some tool installed: the tests run this checkout's code only.

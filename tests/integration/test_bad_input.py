@@ -21,7 +21,7 @@ import pki  # tests/pki.py
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "fastapi"
-COLLECTIONS = ROOT / ".cache" / "ansible" / "collections"
+from collection import COLLECTIONS  # tests/collection.py
 
 GOOD = {
     "app_name": "shop",

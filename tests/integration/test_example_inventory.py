@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from collection import COLLECTIONS  # tests/collection.py
+
 ROOT = Path(__file__).resolve().parents[2]
 INVENTORY = ROOT / "inventories" / "example"
 PASSWORD = INVENTORY / ".vault-pass.example"
 BIN = Path(sys.executable).parent
-ENV = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=f"{ROOT / '.cache' / 'collections'}",
+ENV = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS),
            ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0")
 
 

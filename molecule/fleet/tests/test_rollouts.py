@@ -148,7 +148,7 @@ class TestCodeOnlyRollout:
     """rolling_reload v1 -> v2 (a code change: HUP), while a second rollout tries to start."""
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, load, sources, locks, served, hosts, lb_retries):
+    def step(self, playbooks, load, sources, locks, served, hosts, lb_retries, measured):
         before = served()
         mark, retried = lb_retries
         since = mark()
@@ -164,6 +164,7 @@ class TestCodeOnlyRollout:
             return held, second, playbooks.finish(first)
 
         (held, second, rollout), traffic = _under_load(load, run)
+        measured("fleet, v1 -> v2, code only", rollout, traffic)
         return {"before": before, "held": held, "second": second, "rollout": rollout, "load": traffic,
                 "retried": retried(since)}
 
@@ -206,8 +207,9 @@ class TestReleaseThatCannotImport:
     """rolling_reload of a release whose import fails: stopped in the preflight, 0 hosts changed."""
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, load, sources, locks):
+    def step(self, playbooks, load, sources, locks, measured):
         rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["broken"], locks["v1"]))
+        measured("fleet, a release that cannot import", rollout, traffic)
         return {"rollout": rollout, "load": traffic}
 
     def test_fails(self, step):
@@ -233,8 +235,9 @@ class TestReleaseThatFailsHealth:
     """rolling_reload of a release that imports but answers 503 on /health: the canary is rolled back."""
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, load, sources, locks):
+    def step(self, playbooks, load, sources, locks, measured):
         rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["unhealthy"], locks["v1"]))
+        measured("fleet, a release that fails health", rollout, traffic)
         return {"rollout": rollout, "load": traffic}
 
     def test_fails(self, step):
@@ -261,10 +264,11 @@ class TestNewLockfile:
     """rolling_reload of v2 with a new lockfile: a restart on every host, wheels gathered once."""
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, load, sources, locks, lb_retries):
+    def step(self, playbooks, load, sources, locks, lb_retries, measured):
         mark, retried = lb_retries
         since = mark()
         rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["v2"], locks["deps"]))
+        measured("fleet, v2 with a new lockfile", rollout, traffic)
         return {"rollout": rollout, "load": traffic, "retried": retried(since)}
 
     def test_exits_0(self, step):
@@ -340,8 +344,9 @@ class TestRollback:
     """pyfleet.deploy.rollback to each host's previous release, under load."""
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, load, sources, locks):
+    def step(self, playbooks, load, sources, locks, measured):
         rollout, traffic = _under_load(load, lambda: playbooks.run("rollback", sources["v2"], locks["v1"]))
+        measured("fleet, rollback", rollout, traffic)
         return {"rollout": rollout, "load": traffic}
 
     def test_exits_0(self, step):

@@ -68,7 +68,7 @@ CASES = {
 
 
 @pytest.fixture(scope="module", params=list(CASES), ids=list(CASES))
-def rollout(request, playbooks, load, release, work, hosts, https, ca_file):
+def rollout(request, playbooks, load, release, work, hosts, https, ca_file, measured):
     case = CASES[request.param]
     source = release.variant(work, request.param, case.version, extra_code=case.extra_code,
                              app=os.path.join(case.app, "app"), module=case.module)
@@ -79,6 +79,7 @@ def rollout(request, playbooks, load, release, work, hosts, https, ca_file):
     outcome = playbooks.run("rolling_reload", source, case.lockfile, case.extra_vars, args=("--limit", case.host))
     served = traffic.finish()
     after = https(hosts(case.host), "/health", case.name, ca=trust).json()["release"]
+    measured("%s, %s" % (os.environ["MOLECULE_SCENARIO_NAME"], request.param), outcome, served)
     return {"case": case, "rollout": outcome, "load": served, "expected": release.id(source, case.lockfile),
             "before": before, "after": after}
 

@@ -15,6 +15,7 @@ from ansible_collections.pyfleet.deploy.plugins.modules import deploy_lock
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from module_runner import run_main  # noqa: E402
+from collection import COLLECTIONS  # noqa: E402  (tests/collection.py)
 
 ROOT = Path(__file__).resolve().parents[4]
 ALICE = {"user": "alice", "controller": "ctl1", "release": "abc123", "started": "2026-01-14T10:15:00Z"}
@@ -210,7 +211,7 @@ def test_create_loses_race(lock, monkeypatch, capsys):
 
 def test_end_to_end_subprocess(tmp_path):
     lock = tmp_path / ".rollout.lock"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / ".cache" / "ansible" / "collections"), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(COLLECTIONS), os.environ.get("PYTHONPATH")])))
 
     def module(**args):
         argsfile = tmp_path / "args.json"

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[4]
 MODULE = ROOT / "plugins" / "modules" / "http_check.py"
-COLLECTIONS = ROOT / ".cache" / "ansible" / "collections"
+from collection import COLLECTIONS  # tests/collection.py
 
 
 class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

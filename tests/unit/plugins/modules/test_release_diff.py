@@ -14,6 +14,7 @@ from ansible_collections.pyfleet.deploy.plugins.modules import release_diff
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from module_runner import run_main  # noqa: E402
+from collection import COLLECTIONS  # noqa: E402  (tests/collection.py)
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -478,7 +479,7 @@ def test_normalize_name(name, expected):
 def test_end_to_end_subprocess(app, tmp_path):
     link(app, "previous", "r1")
     link(app, "current", "r2")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / ".cache" / "ansible" / "collections"), os.environ.get("PYTHONPATH")])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(COLLECTIONS), os.environ.get("PYTHONPATH")])))
     argsfile = tmp_path / "args.json"
     argsfile.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"app_root": str(app), "diff_lines": 4}}))
     proc = subprocess.run(
