@@ -53,6 +53,12 @@ def measured():
     return record
 
 
+@pytest.fixture(scope="session")
+def note():
+    """note(line): a figure a test measured, for the terminal summary."""
+    return FIGURES.append
+
+
 def pytest_collection_modifyitems(items):
     """Check what converge made before anything rolls out: rollout modules run last, in their own order."""
     items.sort(key=lambda item: item.module.__name__ == "test_rollout_under_load")
