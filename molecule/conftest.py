@@ -39,13 +39,19 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
 
 
+def _host_figures(host):
+    """One host's line of a rollout summary: its result, and how it swapped if it did."""
+    if host["swap_seconds"] is None:
+        return "%s %s" % (host["host"], host["result"])
+    return "%s %s by %s, swap %s s" % (host["host"], host["result"], host["method"], host["swap_seconds"])
+
+
 @pytest.fixture(scope="session")
 def measured():
     """measured(label, rollout, load): keep one rollout's figures for the terminal summary."""
 
     def record(label, rollout, load=None):
-        hosts = ", ".join("%s %s %s swap %ss" % (h["host"], h["method"], h["result"], h["swap_seconds"])
-                          for h in (rollout.report or {}).get("hosts", []))
+        hosts = ", ".join(_host_figures(h) for h in (rollout.report or {}).get("hosts", []))
         traffic = ("%d requests, %d failed, p50 %s ms, p99 %s ms; " % (
             load["requests"], load["failed"], load["p50_ms"], load["p99_ms"])) if load else ""
         FIGURES.append("%s: exit %d in %.0f s; %s%s" % (label, rollout.rc, rollout.seconds, traffic, hosts))

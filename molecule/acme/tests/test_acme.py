@@ -35,7 +35,7 @@ def app(hosts):
 
 
 @pytest.fixture(scope="module")
-def pebble(ca, app):
+def pebble(ca, app, work):
     """pebble's root and intermediate (they change each time pebble starts), given to the hosts that verify."""
     fetched = {}
     for kind in ("roots", "intermediates"):
@@ -43,7 +43,10 @@ def pebble(ca, app):
                                         "https://pebble.acme.test:15000/%s/0" % kind)
     for host in (ca, app):
         host.run("printf '%%s\\n' %s > " + ROOT_FILE, fetched["roots"])
-    return {"root": fetched["roots"], "intermediate": x509.load_pem_x509_certificate(fetched["intermediates"].encode())}
+    root = os.path.join(work, "pebble-root.pem")  # for the https fixture, which trusts a controller file
+    with open(root, "w", encoding="utf-8") as handle:
+        handle.write(fetched["roots"] + "\n")
+    return {"root": root, "intermediate": x509.load_pem_x509_certificate(fetched["intermediates"].encode())}
 
 
 def served_certificate(host, name, ca_file):
@@ -53,18 +56,10 @@ def served_certificate(host, name, ca_file):
     return x509.load_pem_x509_certificate(out.encode())
 
 
-def health(host, name, ca_file):
-    out = host.run("curl --silent --show-error --include --cacert %s --resolve %s:443:127.0.0.1 https://%s/health"
-                   % (ca_file, name, name))
-    assert out.rc == 0, out.stderr
-    head, body = out.stdout.split("\r\n\r\n", 1)
-    return head.lower(), json.loads(body)
-
-
-def test_the_app_answers_over_the_acme_certificate_with_hsts(app, pebble):
-    head, body = health(app, ACME_NAME, ROOT_FILE)
-    assert body["status"] == "ok"
-    assert "strict-transport-security: max-age=63072000" in head
+def test_the_app_answers_over_the_acme_certificate_with_hsts(app, pebble, https):
+    answer = https(app, "/health", ACME_NAME, ca=pebble["root"])
+    assert answer.json()["status"] == "ok"
+    assert answer.header("strict-transport-security").startswith("max-age=63072000")
 
 
 def test_pebbles_intermediate_issued_the_served_certificate_for_this_name(app, pebble):
@@ -116,7 +111,7 @@ def test_testssl_finds_nothing_high_or_critical(testssl):
 
 
 @pytest.fixture(scope="module")
-def renewals(app, ca, pebble):
+def renewals(app, ca, pebble, https):
     """A forced renewal through the renewal service, then one while pebble is down."""
     first = served_certificate(app, ACME_NAME, ROOT_FILE).serial_number
     nginx_before = app.check_output("systemctl show --value --property=MainPID nginx.service")
@@ -138,7 +133,7 @@ def renewals(app, ca, pebble):
         failed = app.run("systemctl start certbot.service")
         state = app.check_output("systemctl show --value --property=ActiveState certbot.service")
         after_failure = served_certificate(app, ACME_NAME, ROOT_FILE).serial_number
-        _head, body = health(app, ACME_NAME, ROOT_FILE)
+        body = https(app, "/health", ACME_NAME, ca=pebble["root"]).json()
     finally:
         app.run("rm -f %s && systemctl daemon-reload" % FORCE_DROPIN)
         ca.run("systemctl start pebble")
@@ -170,9 +165,9 @@ def provided(hosts, inventory):
     return host
 
 
-def test_the_provided_certificate_serves_verified_against_its_root(provided):
-    _head, body = health(provided, PROVIDED_NAME, "/tmp/provided-root.pem")
-    assert body["status"] == "ok"
+def test_the_provided_certificate_serves_verified_against_its_root(provided, https):
+    root = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "provided", "root.pem")
+    assert https(provided, "/health", PROVIDED_NAME, ca=root).json()["status"] == "ok"
 
 
 def test_nginx_staples_a_good_ocsp_answer_from_the_cas_responder(provided):
