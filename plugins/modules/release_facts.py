@@ -1,0 +1,313 @@
+#!/usr/bin/python
+# SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) pyfleet.deploy developers
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: release_facts
+short_description: Read what an app host has staged and what it actually runs
+version_added: 0.5.0
+author: pyfleet.deploy developers (@pyfleet-deploy)
+description:
+  - Reads, in one task, the state a rollout decides from.
+  - For the release, it reads whether the release and its virtualenv are staged and complete,
+    whether the virtualenv has its SBOM, and where C(current) points.
+  - For the interpreter, it reads the version of the one that builds virtualenvs, and whether
+    that interpreter can build them.
+  - For the layout, it reads whether every directory has its owner, group and mode, and whether
+    the app user and group exist.
+  - With O(service), it also reads what runs: the unit's state, its main process, the
+    interpreter that process runs, and the releases its workers serve (their working
+    directories).
+  - A rollout that trusts only what it changed in this run misses a host where C(current) was
+    moved but the workers were never reloaded. This module reports what the host actually runs.
+options:
+  root:
+    description:
+      - The app's root directory, holding C(releases/), C(venvs/) and C(current).
+    type: path
+    required: true
+  release:
+    description:
+      - Id of the release to look for under C(<root>/releases).
+    type: str
+  venv:
+    description:
+      - The virtualenv the release's lockfile needs. A complete one holds C(.pyfleet-complete).
+    type: path
+  python:
+    description:
+      - The interpreter that builds the virtualenvs. Its version is returned as RV(python_version).
+    type: path
+  service:
+    description:
+      - The app's systemd service. Its state and worker generation are returned as RV(service).
+    type: str
+  user:
+    description:
+      - The app's system user; RV(layout_problems) says when it does not exist.
+    type: str
+  group:
+    description:
+      - The app's system group; RV(layout_problems) says when it does not exist.
+    type: str
+  layout:
+    description:
+      - Directories that must exist with the given owner, group and octal mode.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: The directory.
+        type: path
+        required: true
+      owner:
+        description: Its owner's name.
+        type: str
+        default: root
+      group:
+        description: Its group's name.
+        type: str
+        default: root
+      mode:
+        description: Its mode, as an octal string such as V(0750).
+        type: str
+        default: "0755"
+extends_documentation_fragment:
+  - pyfleet.deploy.attributes
+  - pyfleet.deploy.attributes.info_module
+seealso:
+  - module: pyfleet.deploy.release_switch
+    description: Switch C(current) once the release is staged.
+  - module: pyfleet.deploy.gunicorn_reload
+    description: Swap the worker generation and check it serves the release.
+"""
+
+EXAMPLES = r"""
+- name: Read what the host has staged and runs
+  pyfleet.deploy.release_facts:
+    root: /srv/demo
+    release: "{{ app_release_id }}"
+    venv: /srv/demo/venvs/5f1c0e7a2b3d
+    python: /usr/bin/python3
+    service: demo.service
+  register: observed
+  become: true
+
+- name: Reload a host whose workers serve another release than current
+  ansible.builtin.debug:
+    msg: the workers still serve {{ observed.service.serving | join(', ') }}
+  when: observed.service.serving != [observed.current]
+"""
+
+RETURN = r"""
+current:
+  description: The release C(current) points to, or an empty string.
+  returned: always
+  type: str
+  sample: 20261202T040000-3f2a9c1b
+release_staged:
+  description: Whether C(<root>/releases/<release>/.release.json) exists; the release is staged
+    and complete (it is written last, before the release is moved into place).
+  returned: always
+  type: bool
+release_venv:
+  description: The target of the release's C(.venv) link, or V(null).
+  returned: always
+  type: str
+venv_complete:
+  description: Whether O(venv) holds C(.pyfleet-complete), which is written after its packages.
+  returned: always
+  type: bool
+venv_sbom:
+  description: Whether O(venv) holds its CycloneDX SBOM, C(.sbom.cdx.json).
+  returned: always
+  type: bool
+python_version:
+  description: The version of O(python), or an empty string without O(python).
+  returned: always
+  type: str
+  sample: 3.11.2
+python_venv:
+  description: Whether O(python) has C(ensurepip), without which it cannot build a virtualenv
+    (on Debian, the C(python3-venv) package).
+  returned: always
+  type: bool
+layout_problems:
+  description: One sentence per directory, user or group that differs from O(layout),
+    O(user) and O(group). Empty when all match.
+  returned: always
+  type: list
+  elements: str
+service:
+  description: The service as it runs, when O(service) is given.
+  returned: when O(service) is given
+  type: dict
+  contains:
+    active_state:
+      description: systemd's C(ActiveState).
+      type: str
+      sample: active
+    main_pid:
+      description: The main process, 0 when none.
+      type: int
+    exe:
+      description: Real path of the main process's interpreter, or an empty string.
+      type: str
+      sample: /usr/bin/python3.11
+    serving:
+      description: Sorted ids of the releases the main process's workers run from (their
+        working directories under C(<root>/releases)).
+      type: list
+      elements: str
+"""
+
+import grp
+import os
+import pwd
+import stat
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pyfleet.deploy.plugins.module_utils.gunicorn_proc import ProcFS
+
+PROC_ROOT = "/proc"
+
+_PYTHON_PROBE = (
+    "import platform, importlib.util; "
+    "print(platform.python_version()); "
+    "print(importlib.util.find_spec('ensurepip') is not None)"
+)
+
+
+def _readlink(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def layout_problems(layout, user, group):
+    problems = []
+    for name, lookup, kind in ((user, pwd.getpwnam, "user"), (group, grp.getgrnam, "group")):
+        if name:
+            try:
+                lookup(name)
+            except KeyError:
+                problems.append("the %s %s does not exist" % (kind, name))
+    for entry in layout:
+        path = entry["path"]
+        try:
+            info = os.lstat(path)
+        except OSError:
+            problems.append("%s is missing" % path)
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            problems.append("%s is not a directory" % path)
+            continue
+        try:
+            owner = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            owner = str(info.st_uid)
+        try:
+            group_name = grp.getgrgid(info.st_gid).gr_name
+        except KeyError:
+            group_name = str(info.st_gid)
+        mode = "%04o" % stat.S_IMODE(info.st_mode)
+        want = (entry["owner"], entry["group"], "%04o" % int(entry["mode"], 8))
+        if (owner, group_name, mode) != want:
+            problems.append("%s is %s:%s %s, not %s:%s %s" % ((path, owner, group_name, mode) + want))
+    return problems
+
+
+def service_state(module, proc, service, releases_dir):
+    systemctl = module.get_bin_path("systemctl", required=True)
+    rc, out, err = module.run_command([systemctl, "show", "--property=ActiveState,MainPID", service])
+    if rc != 0:
+        module.fail_json(msg="cannot read the state of %s: %s" % (service, (err or out).strip()))
+    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    try:
+        main_pid = int(props.get("MainPID") or "0")
+    except ValueError:
+        main_pid = 0
+    exe = ""
+    serving = set()
+    if main_pid:
+        exe_link = os.path.join(proc.root, str(main_pid), "exe")
+        exe = os.path.realpath(exe_link) if os.path.lexists(exe_link) else ""
+        prefix = os.path.realpath(releases_dir) + os.sep
+        for worker in proc.children(main_pid):
+            cwd = proc.cwd(worker.pid)
+            if cwd and cwd.startswith(prefix):
+                serving.add(cwd[len(prefix):].split(os.sep, 1)[0])
+    return dict(active_state=props.get("ActiveState", ""), main_pid=main_pid, exe=exe, serving=sorted(serving))
+
+
+def run_module(module, proc):
+    params = module.params
+    root = params["root"]
+    releases_dir = os.path.join(root, "releases")
+    current = _readlink(os.path.join(root, "current"))
+    result = dict(
+        changed=False,
+        current=os.path.basename(current.rstrip("/")) if current else "",
+        release_staged=False,
+        release_venv=None,
+        venv_complete=False,
+        venv_sbom=False,
+        python_version="",
+        python_venv=False,
+        layout_problems=layout_problems(params["layout"], params["user"], params["group"]),
+    )
+    if params["release"]:
+        release_dir = os.path.join(releases_dir, params["release"])
+        result["release_staged"] = os.path.isfile(os.path.join(release_dir, ".release.json"))
+        result["release_venv"] = _readlink(os.path.join(release_dir, ".venv"))
+    if params["venv"]:
+        result["venv_complete"] = os.path.isfile(os.path.join(params["venv"], ".pyfleet-complete"))
+        result["venv_sbom"] = os.path.isfile(os.path.join(params["venv"], ".sbom.cdx.json"))
+    if params["python"]:
+        if not os.access(params["python"], os.X_OK):
+            module.fail_json(msg="python %s is not an executable on this host" % params["python"])
+        rc, out, err = module.run_command([params["python"], "-c", _PYTHON_PROBE])
+        if rc != 0:
+            module.fail_json(msg="%s cannot run: %s" % (params["python"], (err or out).strip()), rc=rc)
+        lines = out.split()
+        result["python_version"] = lines[0] if lines else ""
+        result["python_venv"] = len(lines) > 1 and lines[1] == "True"
+    if params["service"]:
+        result["service"] = service_state(module, proc, params["service"], releases_dir)
+    module.exit_json(**result)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            root=dict(type="path", required=True),
+            release=dict(type="str"),
+            venv=dict(type="path"),
+            python=dict(type="path"),
+            service=dict(type="str"),
+            user=dict(type="str"),
+            group=dict(type="str"),
+            layout=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(
+                    path=dict(type="path", required=True),
+                    owner=dict(type="str", default="root"),
+                    group=dict(type="str", default="root"),
+                    mode=dict(type="str", default="0755"),
+                ),
+            ),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, ProcFS(PROC_ROOT))
+
+
+if __name__ == "__main__":
+    main()

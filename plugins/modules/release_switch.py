@@ -1,0 +1,247 @@
+#!/usr/bin/python
+# SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) pyfleet.deploy developers
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: release_switch
+short_description: Point an app's current link at a staged release and prune old releases
+version_added: 0.5.0
+author: pyfleet.deploy developers (@pyfleet-deploy)
+description:
+  - Switches C(<root>/current) to C(releases/<release>) and C(<root>/previous) to the release
+    C(current) pointed to before, each through a temporary link and C(rename(2)), so a reader
+    sees the old or the new release and never a missing link.
+  - Refuses a release that is not complete on the host, that is one without its C(.venv) link.
+    Nothing is moved then.
+  - Then prunes, whether or not it switched. Releases beyond the O(keep) newest are removed,
+    never the current or the previous one. Virtualenvs (C(<root>/venvs/*)) that no kept release
+    links to are removed too.
+  - Reports what the switch changed for the reload that follows. It tells whether the
+    virtualenv (that is, the lockfile) changes with the release, and which interpreter the
+    release runs.
+  - One task does what would otherwise take about a dozen, which counts on every host of every
+    rollout batch.
+options:
+  root:
+    description:
+      - The app's root directory, holding C(releases/), C(venvs/), C(current) and C(previous).
+    type: path
+    required: true
+  release:
+    description:
+      - Id of the release to switch to, a directory name under C(<root>/releases).
+    type: str
+    required: true
+  keep:
+    description:
+      - How many releases to keep, newest first by modification time. The current and the
+        previous release are always kept, even beyond this number.
+    type: int
+    default: 5
+extends_documentation_fragment:
+  - pyfleet.deploy.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - In check mode nothing is switched or removed; the module reports what it would do.
+  diff_mode:
+    support: none
+notes:
+  - The links are relative (C(releases/<id>)), so the app root can be moved or mounted
+    elsewhere.
+  - Releases are directories; a file or link in C(releases/) is left alone.
+seealso:
+  - module: pyfleet.deploy.gunicorn_reload
+    description: Reload or restart the service once C(current) points at the new release.
+  - module: pyfleet.deploy.release_facts
+    description: Read what is staged and running before deciding to switch.
+"""
+
+EXAMPLES = r"""
+- name: Switch current to the staged release, keeping five
+  pyfleet.deploy.release_switch:
+    root: /srv/demo
+    release: "{{ app_release_id }}"
+    keep: 5
+  register: switch
+  become: true
+
+- name: Restart when the lockfile changed, HUP when only the code did
+  ansible.builtin.debug:
+    msg: "{{ 'restart' if switch.venv_changed else 'hup' if switch.switched else 'none' }}"
+
+- name: Switch back to the release that served before
+  pyfleet.deploy.release_switch:
+    root: /srv/demo
+    release: "{{ switch.previous }}"
+  when: switch.previous | length > 0
+  become: true
+"""
+
+RETURN = r"""
+release:
+  description: The release C(current) points to after the task.
+  returned: always
+  type: str
+  sample: 20261202T040000-3f2a9c1b
+previous:
+  description: The release C(current) pointed to before the task, or an empty string on a
+    first deploy.
+  returned: always
+  type: str
+  sample: 20261201T120000-9b8e7d6c
+switched:
+  description: Whether C(current) moved. False when it already pointed to O(release).
+  returned: always
+  type: bool
+venv_changed:
+  description: Whether the release's virtualenv differs from the previous release's, or there
+    was no previous release. A HUP keeps the interpreter and imported packages, so the
+    service must restart when this is true.
+  returned: always
+  type: bool
+active_venv:
+  description: The virtualenv O(release) links to.
+  returned: always
+  type: str
+  sample: /srv/demo/venvs/5f1c0e7a2b3d
+active_python:
+  description: The real path of the release's interpreter (C(<venv>/bin/python3) resolved), to
+    compare with the running master's C(/proc/<pid>/exe).
+  returned: always
+  type: str
+  sample: /usr/bin/python3.11
+pruned_releases:
+  description: Ids of the releases removed (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+pruned_venvs:
+  description: Paths of the virtualenvs removed (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import os
+import shutil
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def _readlink(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _relink(root, name, release):
+    """Point <root>/<name> at releases/<release> with a temporary link and rename(2)."""
+    tmp = os.path.join(root, ".%s.tmp" % name)
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    os.symlink(os.path.join("releases", release), tmp)
+    os.rename(tmp, os.path.join(root, name))
+
+
+def _releases_by_age(releases_dir):
+    found = []
+    for name in os.listdir(releases_dir):
+        path = os.path.join(releases_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            found.append((os.stat(path).st_mtime, name))
+    return [name for _mtime, name in sorted(found, reverse=True)]
+
+
+def plan_prune(root, keep, protected):
+    """The releases and virtualenvs to remove: (release ids, venv paths)."""
+    releases_dir = os.path.join(root, "releases")
+    ordered = _releases_by_age(releases_dir)
+    doomed = [name for name in ordered[keep:] if name not in protected]
+    used = set()
+    for name in ordered:
+        if name in doomed:
+            continue
+        target = _readlink(os.path.join(releases_dir, name, ".venv"))
+        if target:
+            used.add(os.path.normpath(os.path.join(releases_dir, name, target)))
+    venvs_dir = os.path.join(root, "venvs")
+    unused = []
+    if os.path.isdir(venvs_dir):
+        for name in sorted(os.listdir(venvs_dir)):
+            path = os.path.join(venvs_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path) and os.path.normpath(path) not in used:
+                unused.append(path)
+    return doomed, unused
+
+
+def run_module(module):
+    root = module.params["root"]
+    release = module.params["release"]
+    keep = module.params["keep"]
+    if keep < 1:
+        module.fail_json(msg="keep must be at least 1 (got %d)" % keep)
+    if not release or "/" in release or release in (".", ".."):
+        module.fail_json(msg="release must be a directory name under %s/releases (got %r)" % (root, release))
+
+    target_dir = os.path.join(root, "releases", release)
+    target_venv = _readlink(os.path.join(target_dir, ".venv"))
+    if not os.path.isdir(target_dir) or target_venv is None:
+        module.fail_json(
+            msg="Release %s is not staged on this host (%s/.venv is missing); current was not moved."
+            % (release, target_dir)
+        )
+    active_venv = os.path.normpath(os.path.join(target_dir, target_venv))
+
+    current = _readlink(os.path.join(root, "current"))
+    previous = os.path.basename(current.rstrip("/")) if current else ""
+    previous_venv = _readlink(os.path.join(root, "releases", previous, ".venv")) if previous else None
+    if previous_venv is not None:
+        previous_venv = os.path.normpath(os.path.join(root, "releases", previous, previous_venv))
+    switched = previous != release
+
+    if switched and not module.check_mode:
+        if previous:
+            _relink(root, "previous", previous)
+        _relink(root, "current", release)
+
+    protected = {release, previous} if switched else {release, os.path.basename(_readlink(os.path.join(root, "previous")) or "")}
+    doomed, unused = plan_prune(root, keep, protected)
+    if not module.check_mode:
+        for name in doomed:
+            shutil.rmtree(os.path.join(root, "releases", name))
+        for path in unused:
+            shutil.rmtree(path)
+
+    module.exit_json(
+        changed=bool(switched or doomed or unused),
+        release=release,
+        previous=previous,
+        switched=switched,
+        venv_changed=previous_venv is None or previous_venv != active_venv,
+        active_venv=active_venv,
+        active_python=os.path.realpath(os.path.join(active_venv, "bin", "python3")),
+        pruned_releases=doomed,
+        pruned_venvs=unused,
+    )
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            root=dict(type="path", required=True),
+            release=dict(type="str", required=True),
+            keep=dict(type="int", default=5),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module)
+
+
+if __name__ == "__main__":
+    main()

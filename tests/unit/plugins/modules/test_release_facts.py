@@ -1,0 +1,118 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright (c) pyfleet.deploy developers
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import sys
+
+import pytest
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.pyfleet.deploy.plugins.modules import release_facts
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from module_runner import run_main  # noqa: E402
+from procfs import stat_line  # noqa: E402
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
+
+
+def run(capsys, **args):
+    return run_main(release_facts.main, capsys, args)
+
+
+@pytest.fixture
+def root(tmp_path):
+    app = tmp_path / "srv"
+    (app / "releases").mkdir(parents=True)
+    (app / "venvs").mkdir()
+    return app
+
+
+def test_a_new_host_has_nothing_staged_and_names_each_missing_directory(root, capsys):
+    rc, out = run(capsys, root=str(root), release="r1", venv=str(root / "venvs" / "h1"),
+                  layout=[{"path": str(root / "shared")}])
+    assert rc == 0 and out["changed"] is False
+    assert (out["current"], out["release_staged"], out["release_venv"]) == ("", False, None)
+    assert (out["venv_complete"], out["venv_sbom"]) == (False, False)
+    assert out["layout_problems"] == ["%s is missing" % (root / "shared")]
+
+
+def test_a_staged_release_its_complete_venv_and_current_are_read(root, capsys):
+    venv = root / "venvs" / "h1"
+    venv.mkdir()
+    (venv / ".pyfleet-complete").write_text("h1\n")
+    release = root / "releases" / "r1"
+    release.mkdir()
+    (release / ".venv").symlink_to(venv)
+    (release / ".release.json").write_text("{}\n")
+    (root / "current").symlink_to("releases/r1")
+    rc, out = run(capsys, root=str(root), release="r1", venv=str(venv))
+    assert (out["current"], out["release_staged"], out["release_venv"]) == ("r1", True, str(venv))
+    assert (out["venv_complete"], out["venv_sbom"]) == (True, False)
+
+
+def test_a_release_without_its_metadata_is_not_staged(root, capsys):
+    (root / "releases" / "r1").mkdir()
+    rc, out = run(capsys, root=str(root), release="r1")
+    assert out["release_staged"] is False
+
+
+def test_the_layout_is_compared_by_owner_group_and_mode(root, capsys):
+    good, bad = root / "good", root / "bad"
+    good.mkdir()
+    bad.mkdir()
+    os.chmod(good, 0o750)
+    os.chmod(bad, 0o777)
+    entry = {"owner": ME, "group": MY_GROUP, "mode": "0750"}
+    rc, out = run(capsys, root=str(root), layout=[dict(entry, path=str(good)), dict(entry, path=str(bad))])
+    assert out["layout_problems"] == ["%s is %s:%s 0777, not %s:%s 0750" % (bad, ME, MY_GROUP, ME, MY_GROUP)]
+
+
+def test_a_missing_user_or_group_is_a_layout_problem(root, capsys):
+    rc, out = run(capsys, root=str(root), user="pyfleet-nobody-here", group=MY_GROUP)
+    assert out["layout_problems"] == ["the user pyfleet-nobody-here does not exist"]
+
+
+def test_the_interpreter_version_and_its_venv_support_are_read(root, capsys):
+    rc, out = run(capsys, root=str(root), python=sys.executable)
+    assert out["python_version"] == "%d.%d.%d" % sys.version_info[:3]
+    assert out["python_venv"] is True
+
+
+def test_an_interpreter_that_cannot_run_is_named(root, capsys):
+    rc, out = run(capsys, root=str(root), python=str(root / "no-python"))
+    assert rc == 1 and str(root / "no-python") in out["msg"]
+
+
+def test_the_service_reports_the_releases_its_workers_serve(root, tmp_path, capsys, monkeypatch):
+    proc = tmp_path / "proc"
+    release = root / "releases" / "r1"
+    release.mkdir()
+    processes = {100: (1, "/"), 101: (100, str(release)), 102: (100, str(release)), 103: (100, "/tmp")}
+    for pid, (ppid, cwd) in processes.items():
+        piddir = proc / str(pid)
+        piddir.mkdir(parents=True)
+        (piddir / "stat").write_text(stat_line(pid, "gunicorn", "S", ppid, 1000 + pid))
+        (piddir / "cmdline").write_bytes(b"gunicorn\0")
+        (piddir / "cwd").symlink_to(cwd)
+    (proc / "100" / "exe").symlink_to(sys.executable)
+    monkeypatch.setattr(release_facts, "PROC_ROOT", str(proc))
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, required=False, opt_dirs=None: "/bin/systemctl")
+    monkeypatch.setattr(AnsibleModule, "run_command",
+                        lambda self, cmd, **kwargs: (0, "MainPID=100\nActiveState=active\n", ""))
+    rc, out = run(capsys, root=str(root), service="demo.service")
+    assert rc == 0, out
+    assert out["service"] == {"active_state": "active", "main_pid": 100,
+                              "exe": os.path.realpath(sys.executable), "serving": ["r1"]}
+
+
+def test_a_stopped_service_serves_nothing(root, capsys, monkeypatch):
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, required=False, opt_dirs=None: "/bin/systemctl")
+    monkeypatch.setattr(AnsibleModule, "run_command",
+                        lambda self, cmd, **kwargs: (0, "MainPID=0\nActiveState=inactive\n", ""))
+    rc, out = run(capsys, root=str(root), service="demo.service")
+    assert out["service"] == {"active_state": "inactive", "main_pid": 0, "exe": "", "serving": []}

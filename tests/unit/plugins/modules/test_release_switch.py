@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright (c) pyfleet.deploy developers
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from ansible_collections.pyfleet.deploy.plugins.modules import release_switch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from module_runner import run_main  # noqa: E402
+
+
+def run(capsys, **args):
+    return run_main(release_switch.main, capsys, args)
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "releases").mkdir()
+    (tmp_path / "venvs").mkdir()
+    return tmp_path
+
+
+def stage(root, release, venv, age):
+    """A complete release linked to venvs/<venv>, with an mtime `age` seconds in the past."""
+    venv_dir = root / "venvs" / venv
+    (venv_dir / "bin").mkdir(parents=True, exist_ok=True)
+    release_dir = root / "releases" / release
+    release_dir.mkdir()
+    (release_dir / ".venv").symlink_to(venv_dir)
+    stamp = 1_800_000_000 - age
+    os.utime(release_dir, (stamp, stamp))
+    return release_dir
+
+
+def link(root, name):
+    return os.readlink(root / name)
+
+
+def test_a_first_deploy_points_current_at_the_release_and_needs_a_new_venv(root, capsys):
+    stage(root, "r1", "lockA", 10)
+    rc, out = run(capsys, root=str(root), release="r1")
+    assert rc == 0, out
+    assert link(root, "current") == "releases/r1"
+    assert not os.path.lexists(root / "previous")
+    assert (out["changed"], out["switched"], out["previous"], out["venv_changed"]) == (True, True, "", True)
+    assert out["active_venv"] == str(root / "venvs" / "lockA")
+
+
+def test_a_code_only_release_keeps_the_venv_and_moves_previous(root, capsys):
+    stage(root, "r1", "lockA", 20)
+    stage(root, "r2", "lockA", 10)
+    run(capsys, root=str(root), release="r1")
+    rc, out = run(capsys, root=str(root), release="r2")
+    assert rc == 0, out
+    assert (link(root, "current"), link(root, "previous")) == ("releases/r2", "releases/r1")
+    assert (out["previous"], out["switched"], out["venv_changed"]) == ("r1", True, False)
+    assert not os.path.lexists(root / ".current.tmp") and not os.path.lexists(root / ".previous.tmp")
+
+
+def test_a_new_lockfile_is_reported_as_a_venv_change(root, capsys):
+    stage(root, "r1", "lockA", 20)
+    stage(root, "r2", "lockB", 10)
+    run(capsys, root=str(root), release="r1")
+    rc, out = run(capsys, root=str(root), release="r2")
+    assert out["venv_changed"] is True and out["active_venv"] == str(root / "venvs" / "lockB")
+
+
+def test_switching_to_the_current_release_changes_nothing(root, capsys):
+    stage(root, "r1", "lockA", 10)
+    run(capsys, root=str(root), release="r1")
+    rc, out = run(capsys, root=str(root), release="r1")
+    assert rc == 0 and out["changed"] is False and out["switched"] is False and out["previous"] == "r1"
+
+
+def test_a_release_without_its_venv_link_is_refused_and_current_stays(root, capsys):
+    stage(root, "r1", "lockA", 20)
+    run(capsys, root=str(root), release="r1")
+    (root / "releases" / "broken").mkdir()
+    rc, out = run(capsys, root=str(root), release="broken")
+    assert rc == 1 and "Release broken is not staged" in out["msg"] and "current was not moved" in out["msg"]
+    assert link(root, "current") == "releases/r1"
+
+
+def test_prune_keeps_the_newest_and_never_current_or_previous_and_drops_unused_venvs(root, capsys):
+    stage(root, "old", "lockOld", 50)  # oldest, but it will be previous
+    for age, name in ((40, "a"), (30, "b"), (20, "c")):
+        stage(root, name, "lockX", age)
+    stage(root, "dead", "lockDead", 45)
+    run(capsys, root=str(root), release="old")
+    (root / "venvs" / "orphan").mkdir()
+    stage(root, "new", "lockNew", 5)
+    rc, out = run(capsys, root=str(root), release="new", keep=2)
+    assert rc == 0, out
+    assert sorted(os.listdir(root / "releases")) == ["c", "new", "old"]
+    assert sorted(out["pruned_releases"]) == ["a", "b", "dead"]
+    assert sorted(os.listdir(root / "venvs")) == ["lockNew", "lockOld", "lockX"]
+    assert sorted(os.path.basename(p) for p in out["pruned_venvs"]) == ["lockDead", "orphan"]
+
+
+def test_check_mode_reports_the_switch_and_the_prune_but_changes_nothing(root, capsys):
+    stage(root, "r1", "lockA", 20)
+    run(capsys, root=str(root), release="r1")
+    stage(root, "r2", "lockB", 10)
+    rc, out = run(capsys, root=str(root), release="r2", keep=1, _ansible_check_mode=True)
+    assert rc == 0 and out["changed"] and out["switched"]
+    assert link(root, "current") == "releases/r1"
+    assert sorted(os.listdir(root / "releases")) == ["r1", "r2"]
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"release": "r1", "keep": 0}, "keep must be at least 1 (got 0)"),
+    ({"release": "../etc"}, "release must be a directory name"),
+])
+def test_bad_arguments_are_refused_by_name(root, capsys, args, message):
+    stage(root, "r1", "lockA", 10)
+    rc, out = run(capsys, root=str(root), **args)
+    assert rc == 1 and message in out["msg"]
+    assert not os.path.lexists(root / "current")
