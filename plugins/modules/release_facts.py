@@ -18,7 +18,7 @@ description:
     that interpreter can build them.
   - For the layout, it reads whether every directory has its owner, group and mode, and whether
     the app user and group exist.
-  - With O(service), it also reads what runs: the unit's state, its main process, the
+  - With O(service), it also reads what runs, that is the unit's state, its main process, the
     interpreter that process runs, and the releases its workers serve (their working
     directories).
   - A rollout that trusts only what it changed in this run misses a host where C(current) was
