@@ -74,7 +74,7 @@ lint: venv ## yamllint and ansible-lint (production profile)
 	antsibull-changelog lint
 
 unit: venv ## pytest: plugin unit tests and bad-input tests
-	pytest -q tests
+	pytest -q -n auto tests
 
 ansible-test: venv ## ansible-test sanity and units, on a copy laid out as ansible_collections/pyfleet/deploy
 	bash scripts/ansible-test.sh sanity

@@ -163,6 +163,12 @@ service:
         working directories under C(<root>/releases)).
       type: list
       elements: str
+    venvs:
+      description: Sorted virtualenvs the releases in RV(service.serving) link to. A HUP keeps
+        the master's packages, so a host whose workers run another virtualenv than the target
+        release's needs a restart.
+      type: list
+      elements: str
 """
 
 import grp
@@ -242,7 +248,13 @@ def service_state(module, proc, service, releases_dir):
             cwd = proc.cwd(worker.pid)
             if cwd and cwd.startswith(prefix):
                 serving.add(cwd[len(prefix):].split(os.sep, 1)[0])
-    return dict(active_state=props.get("ActiveState", ""), main_pid=main_pid, exe=exe, serving=sorted(serving))
+    venvs = set()
+    for release in serving:
+        target = _readlink(os.path.join(releases_dir, release, ".venv"))
+        if target:
+            venvs.add(os.path.normpath(os.path.join(releases_dir, release, target)))
+    return dict(active_state=props.get("ActiveState", ""), main_pid=main_pid, exe=exe, serving=sorted(serving),
+                venvs=sorted(venvs))
 
 
 def run_module(module, proc):

@@ -358,3 +358,51 @@ class TestRollback:
     def test_no_request_fails(self, step):
         assert step["load"]["requests"] > 0
         assert step["load"]["failed"] == 0, step["load"]["errors"]
+
+
+class TestWorkersBehindCurrent:
+    """A host whose current names the live release while its workers still run another one.
+
+    A rollout stopped between the switch and the reload leaves this, and so does
+    a hand edit: here fleet-app3 is restarted on the release before (another
+    virtualenv), then `current` is put back without a reload. The next
+    rolling_reload of the live release must see it, from what runs.
+    """
+
+    @pytest.fixture(scope="class")
+    def step(self, playbooks, hosts, served, sources, locks, ids):
+        host = hosts("fleet-app3")
+        assert served()["fleet-app3"] == ids["v2"]
+
+        def point_current(release):
+            host.check_output("ln -sfn releases/%s /srv/demo/.current.tmp && mv -Tf /srv/demo/.current.tmp /srv/demo/current"
+                              % release)
+
+        point_current(ids["deps"])
+        host.check_output("systemctl restart demo.service")
+        deadline = time.monotonic() + 60
+        while served()["fleet-app3"] != ids["deps"] and time.monotonic() < deadline:
+            time.sleep(1)
+        behind = served()["fleet-app3"]
+        point_current(ids["v2"])
+        rollout = playbooks.run("rolling_reload", sources["v2"], locks["v1"])
+        return {"behind": behind, "rollout": rollout, "hosts": {h["host"]: h for h in rollout.report["hosts"]}}
+
+    def test_the_host_ran_the_release_before_while_current_named_the_live_one(self, step, ids):
+        assert step["behind"] == ids["deps"]
+
+    def test_exits_0(self, step):
+        assert step["rollout"].rc == 0, step["rollout"].output[-4000:]
+
+    def test_the_host_is_restarted_naming_the_release_its_workers_served(self, step, ids):
+        entry = step["hosts"]["fleet-app3"]
+        assert (entry["method"], entry["result"]) == ("restart", "ok"), entry
+        assert "workers serve %s, not %s" % (ids["deps"], ids["v2"]) in entry["why"]
+        assert "new virtualenv" in entry["why"]
+
+    def test_the_hosts_already_serving_the_release_are_left_alone(self, step):
+        assert [(step["hosts"][name]["method"], step["hosts"][name]["result"]) for name in APP_HOSTS[:2]] == [
+            ("none", "unchanged")] * 2
+
+    def test_every_app_server_serves_the_live_release(self, step, served, ids):
+        assert served() == dict.fromkeys(APP_HOSTS, ids["v2"])

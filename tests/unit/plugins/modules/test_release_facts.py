@@ -92,6 +92,8 @@ def test_the_service_reports_the_releases_its_workers_serve(root, tmp_path, caps
     proc = tmp_path / "proc"
     release = root / "releases" / "r1"
     release.mkdir()
+    (root / "venvs" / "lockA").mkdir()
+    (release / ".venv").symlink_to(root / "venvs" / "lockA")
     processes = {100: (1, "/"), 101: (100, str(release)), 102: (100, str(release)), 103: (100, "/tmp")}
     for pid, (ppid, cwd) in processes.items():
         piddir = proc / str(pid)
@@ -107,7 +109,8 @@ def test_the_service_reports_the_releases_its_workers_serve(root, tmp_path, caps
     rc, out = run(capsys, root=str(root), service="demo.service")
     assert rc == 0, out
     assert out["service"] == {"active_state": "active", "main_pid": 100,
-                              "exe": os.path.realpath(sys.executable), "serving": ["r1"]}
+                              "exe": os.path.realpath(sys.executable), "serving": ["r1"],
+                              "venvs": [str(root / "venvs" / "lockA")]}
 
 
 def test_a_stopped_service_serves_nothing(root, capsys, monkeypatch):
@@ -115,4 +118,4 @@ def test_a_stopped_service_serves_nothing(root, capsys, monkeypatch):
     monkeypatch.setattr(AnsibleModule, "run_command",
                         lambda self, cmd, **kwargs: (0, "MainPID=0\nActiveState=inactive\n", ""))
     rc, out = run(capsys, root=str(root), service="demo.service")
-    assert out["service"] == {"active_state": "inactive", "main_pid": 0, "exe": "", "serving": []}
+    assert out["service"] == {"active_state": "inactive", "main_pid": 0, "exe": "", "serving": [], "venvs": []}
