@@ -170,7 +170,7 @@ class Load:
             "--clients", str(clients), "--slow-clients", str(max(1, clients // 10)), "--slow-seconds", "1",
             "--keepalive-percent", "50", "--duration", "900", "--requests", "2000000",
             "--pause", str(pause), "--stop-file", self.stop, "--output", self.result])
-        time.sleep(3)
+        time.sleep(1)  # the clients are connected before the playbook starts
 
     def finish(self):
         time.sleep(2)  # answers after the last switch

@@ -1,0 +1,254 @@
+#!/usr/bin/python
+# SPDX-License-Identifier: GPL-3.0-or-later
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# Copyright (c) pyfleet.deploy developers
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: files
+short_description: Write a set of small files and directories in one task
+version_added: 0.5.0
+author: pyfleet.deploy developers (@pyfleet-deploy)
+description:
+  - Makes each entry of O(files) what it says, in order. An entry is a directory, a file with the
+    given content, or nothing.
+  - A file is only written when its content differs. It is written to a temporary file in the same
+    directory, given its owner, group and mode, and renamed over the old one, so a reader sees the
+    old or the new content, never a partial one. When only the owner, group or mode differ, they
+    are fixed in place.
+  - One task does what would otherwise take one M(ansible.builtin.template),
+    M(ansible.builtin.copy) or M(ansible.builtin.file) task per entry, each a round trip to the
+    host. Render the content on the controller, for example with the
+    P(ansible.builtin.template#lookup) lookup.
+  - RV(changed_paths) names the entries that changed, so that the caller can tell a config change
+    (a HUP) from a unit change (a restart).
+options:
+  files:
+    description:
+      - The entries, made in the order given. Give a directory before the files in it.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      path:
+        description: Absolute path of the entry.
+        type: path
+        required: true
+      state:
+        description:
+          - V(file) writes O(files[].content).
+          - V(directory) creates the directory (not its parents).
+          - V(absent) removes a file or an empty directory.
+        type: str
+        choices: [file, directory, absent]
+        default: file
+      content:
+        description: The file's content, for O(files[].state=file).
+        type: str
+      owner:
+        description: Name of the owner.
+        type: str
+        default: root
+      group:
+        description: Name of the group.
+        type: str
+        default: root
+      mode:
+        description: Octal mode, such as V(0640).
+        type: str
+        default: "0644"
+extends_documentation_fragment:
+  - pyfleet.deploy.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - In check mode nothing is written; RV(changed_paths) names what would change.
+  diff_mode:
+    support: full
+    details:
+      - The diff shows each changed file's old and new content. Do not pass secrets to this module
+        in diff mode, or set C(no_log) and C(diff=false) on the task.
+notes:
+  - Meant for configuration files and small modules; each content travels as a module argument.
+  - Parent directories are not created, except those given as entries.
+seealso:
+  - module: ansible.builtin.template
+    description: One file rendered on the controller per task, with backups and validation.
+  - module: ansible.builtin.copy
+    description: One file or directory tree per task.
+"""
+
+EXAMPLES = r"""
+- name: Write the server config, its modules and the units in one task
+  pyfleet.deploy.files:
+    files:
+      - path: /etc/demo
+        state: directory
+        group: demo
+        mode: "0750"
+      - path: /etc/demo/gunicorn.conf.py
+        content: "{{ lookup('ansible.builtin.template', 'gunicorn.conf.py.j2') }}"
+        group: demo
+        mode: "0640"
+      - path: /etc/demo/uvicorn.json
+        state: absent
+      - path: /etc/systemd/system/demo.service
+        content: "{{ lookup('ansible.builtin.template', 'demo.service.j2') }}"
+  register: written
+  become: true
+
+- name: Reload systemd when a unit changed
+  ansible.builtin.systemd_service:
+    daemon_reload: true
+  when: written.changed_paths | select('match', '/etc/systemd/') | list | length > 0
+  become: true
+"""
+
+RETURN = r"""
+changed_paths:
+  description: The paths of the entries that changed (or would, in check mode), in the order given.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/demo/gunicorn.conf.py]
+"""
+
+import grp
+import os
+import pwd
+import stat
+import tempfile
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_bytes
+
+
+def _ids(module, entry):
+    try:
+        uid = pwd.getpwnam(entry["owner"]).pw_uid
+    except KeyError:
+        module.fail_json(msg="%s: the owner %s does not exist" % (entry["path"], entry["owner"]))
+    try:
+        gid = grp.getgrnam(entry["group"]).gr_gid
+    except KeyError:
+        module.fail_json(msg="%s: the group %s does not exist" % (entry["path"], entry["group"]))
+    try:
+        mode = int(entry["mode"], 8)
+    except (TypeError, ValueError):
+        module.fail_json(msg="%s: mode must be an octal string such as 0640 (got %r)" % (entry["path"], entry["mode"]))
+    return uid, gid, mode
+
+
+def _attributes_differ(info, uid, gid, mode):
+    return (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) != (uid, gid, mode)
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _write(path, data, uid, gid, mode):
+    handle, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=os.path.dirname(path))
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chown(tmp, uid, gid)
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def apply_entry(module, entry, diffs):
+    """Make one entry what it says; return True if it changed (or would)."""
+    path, state = entry["path"], entry["state"]
+    check = module.check_mode
+    try:
+        info = os.lstat(path)
+    except OSError:
+        info = None
+    if state == "absent":
+        if info is None:
+            return False
+        if not check:
+            if stat.S_ISDIR(info.st_mode):
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        return True
+    uid, gid, mode = _ids(module, entry)
+    if state == "directory":
+        if info is not None and not stat.S_ISDIR(info.st_mode):
+            module.fail_json(msg="%s exists and is not a directory" % path)
+        if info is None:
+            if not check:
+                os.mkdir(path, mode)
+                os.chown(path, uid, gid)
+                os.chmod(path, mode)
+            return True
+        if _attributes_differ(info, uid, gid, mode):
+            if not check:
+                os.chown(path, uid, gid)
+                os.chmod(path, mode)
+            return True
+        return False
+    if entry["content"] is None:
+        module.fail_json(msg="%s: content is required with state=file" % path)
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        module.fail_json(msg="%s exists and is not a regular file" % path)
+    data = to_bytes(entry["content"], errors="surrogate_or_strict")
+    before = _read(path) if info is not None else None
+    if before != data:
+        if module._diff:
+            diffs.append(dict(before_header=path, after_header=path,
+                              before=(before or b"").decode("utf-8", "replace"), after=entry["content"]))
+        if not check:
+            _write(path, data, uid, gid, mode)
+        return True
+    if _attributes_differ(info, uid, gid, mode):
+        if not check:
+            os.chown(path, uid, gid)
+            os.chmod(path, mode)
+        return True
+    return False
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            files=dict(
+                type="list",
+                elements="dict",
+                required=True,
+                options=dict(
+                    path=dict(type="path", required=True),
+                    state=dict(type="str", choices=["file", "directory", "absent"], default="file"),
+                    content=dict(type="str"),
+                    owner=dict(type="str", default="root"),
+                    group=dict(type="str", default="root"),
+                    mode=dict(type="str", default="0644"),
+                ),
+            ),
+        ),
+        supports_check_mode=True,
+    )
+    diffs = []
+    changed_paths = [entry["path"] for entry in module.params["files"] if apply_entry(module, entry, diffs)]
+    result = dict(changed=bool(changed_paths), changed_paths=changed_paths)
+    if module._diff:
+        result["diff"] = diffs
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright (c) pyfleet.deploy developers
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+import sys
+
+from ansible_collections.pyfleet.deploy.plugins.modules import files
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from module_runner import run_main  # noqa: E402
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
+
+
+def run(capsys, entries, **extra):
+    return run_main(files.main, capsys, dict(files=entries, **extra))
+
+
+def entry(path, **fields):
+    return dict({"path": str(path), "owner": ME, "group": MY_GROUP}, **fields)
+
+
+def mode_of(path):
+    return "%04o" % stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_a_directory_and_its_files_are_made_in_order_and_reported(tmp_path, capsys):
+    conf = tmp_path / "etc"
+    rc, out = run(capsys, [entry(conf, state="directory", mode="0750"),
+                           entry(conf / "a.conf", content="a = 1\n", mode="0640"),
+                           entry(conf / "b.conf", content="b\n\n")])
+    assert rc == 0, out
+    assert out["changed"] and out["changed_paths"] == [str(conf), str(conf / "a.conf"), str(conf / "b.conf")]
+    assert (conf / "a.conf").read_bytes() == b"a = 1\n" and (conf / "b.conf").read_bytes() == b"b\n\n"
+    assert (mode_of(conf), mode_of(conf / "a.conf"), mode_of(conf / "b.conf")) == ("0750", "0640", "0644")
+
+
+def test_a_second_run_changes_nothing(tmp_path, capsys):
+    entries = [entry(tmp_path / "a.conf", content="a\n", mode="0640")]
+    run(capsys, entries)
+    before = os.stat(tmp_path / "a.conf").st_ino
+    rc, out = run(capsys, entries)
+    assert (rc, out["changed"], out["changed_paths"]) == (0, False, [])
+    assert os.stat(tmp_path / "a.conf").st_ino == before
+
+
+def test_new_content_replaces_the_file_by_rename_and_leaves_no_temporary_file(tmp_path, capsys):
+    target = tmp_path / "a.conf"
+    run(capsys, [entry(target, content="old\n")])
+    before = os.stat(target).st_ino
+    rc, out = run(capsys, [entry(target, content="new\n")])
+    assert out["changed_paths"] == [str(target)] and target.read_text() == "new\n"
+    assert os.stat(target).st_ino != before
+    assert sorted(os.listdir(tmp_path)) == ["a.conf"]
+
+
+def test_only_the_mode_is_fixed_in_place(tmp_path, capsys):
+    target = tmp_path / "a.conf"
+    run(capsys, [entry(target, content="a\n", mode="0640")])
+    os.chmod(target, 0o666)
+    before = os.stat(target).st_ino
+    rc, out = run(capsys, [entry(target, content="a\n", mode="0640")])
+    assert out["changed_paths"] == [str(target)] and mode_of(target) == "0640"
+    assert os.stat(target).st_ino == before
+
+
+def test_absent_removes_a_file_and_is_quiet_when_it_is_gone(tmp_path, capsys):
+    target = tmp_path / "other.json"
+    target.write_text("{}")
+    rc, out = run(capsys, [entry(target, state="absent")])
+    assert out["changed_paths"] == [str(target)] and not target.exists()
+    rc, out = run(capsys, [entry(target, state="absent")])
+    assert out["changed"] is False
+
+
+def test_check_mode_names_what_would_change_and_writes_nothing(tmp_path, capsys):
+    rc, out = run(capsys, [entry(tmp_path / "d", state="directory"), entry(tmp_path / "a", content="a")],
+                  _ansible_check_mode=True)
+    assert out["changed_paths"] == [str(tmp_path / "d"), str(tmp_path / "a")]
+    assert os.listdir(tmp_path) == []
+
+
+def test_diff_mode_shows_the_old_and_new_content(tmp_path, capsys):
+    target = tmp_path / "a.conf"
+    run(capsys, [entry(target, content="workers = 2\n")])
+    rc, out = run(capsys, [entry(target, content="workers = 3\n")], _ansible_diff=True)
+    assert out["diff"] == [{"before_header": str(target), "after_header": str(target),
+                            "before": "workers = 2\n", "after": "workers = 3\n"}]
+
+
+def test_an_unknown_owner_is_named_and_nothing_is_written(tmp_path, capsys):
+    rc, out = run(capsys, [entry(tmp_path / "a", content="a", owner="pyfleet-nobody-here")])
+    assert rc == 1 and out["msg"] == "%s: the owner pyfleet-nobody-here does not exist" % (tmp_path / "a")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_directory_where_a_file_should_be_is_refused(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    rc, out = run(capsys, [entry(tmp_path / "a", content="a")])
+    assert rc == 1 and "is not a regular file" in out["msg"]
