@@ -236,7 +236,9 @@ class TestReleaseThatFailsHealth:
 
     @pytest.fixture(scope="class")
     def step(self, playbooks, load, sources, locks, measured):
-        rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["unhealthy"], locks["v1"]))
+        # The health deadline only bounds how long the failing release is given (default 30 s).
+        rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["unhealthy"], locks["v1"],
+                                                                   extra_vars={"rollout_health_timeout": 10}))
         measured("fleet, a release that fails health", rollout, traffic)
         return {"rollout": rollout, "load": traffic}
 

@@ -55,7 +55,7 @@ CASES = {
         # no new worker ever serves: Uvicorn keeps the old workers, the rollout
         # sees no new generation and rolls back.
         "uvicorn-startup-fails": Case("uvicorn-app", 9447, "uvicorn.test", "v3-broken", lockfile=LOCK_DEPS,
-                                      extra_code=BROKEN_STARTUP, extra_vars={"rollout_swap_timeout": 20},
+                                      extra_code=BROKEN_STARTUP, extra_vars={"rollout_swap_timeout": 10},
                                       rolled_back=True),
     },
     "acme": {
