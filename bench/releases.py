@@ -13,6 +13,18 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(PROJECT, "examples", "fastapi")
 
 
+# Appended to the FastAPI example: it imports and starts, but /health answers 503.
+UNHEALTHY_FASTAPI = '''
+
+@app.middleware("http")
+async def _health_fails(request, call_next):
+    if request.url.path == "/health":
+        from fastapi.responses import JSONResponse
+        return JSONResponse({"status": "failing"}, status_code=503)
+    return await call_next(request)
+'''
+
+
 def variant(work, name, version, extra_code="", app=os.path.join(EXAMPLE, "app"), module="main.py"):
     """Copy a v1 example app (FastAPI by default) to ``work/name``, report ``version``, append ``extra_code``."""
     path = os.path.join(work, name)

@@ -25,7 +25,7 @@ import testinfra
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(PROJECT, "bench"))
 
-from releases import release_id, variant  # noqa: E402  (bench/releases.py, shared with the bench)
+from releases import UNHEALTHY_FASTAPI, release_id, variant  # noqa: E402  (bench/releases.py, shared with the bench)
 
 
 FIGURES = []
@@ -197,6 +197,7 @@ def release():
     class Releases:
         variant = staticmethod(variant)
         id = staticmethod(release_id)
+        unhealthy_fastapi = UNHEALTHY_FASTAPI
 
     return Releases
 

@@ -19,8 +19,8 @@ description:
   - For the layout, it reads whether every directory has its owner, group and mode, and whether
     the app user and group exist.
   - With O(service), it also reads what runs, that is the unit's state, its main process, the
-    interpreter that process runs, and the releases its workers serve (their working
-    directories).
+    interpreter that process runs, the releases its workers serve (their working
+    directories), and whether the service and its socket start at boot.
   - A rollout that trusts only what it changed in this run misses a host where C(current) was
     moved but the workers were never reloaded. This module reports what the host actually runs.
 options:
@@ -163,6 +163,10 @@ service:
         working directories under C(<root>/releases)).
       type: list
       elements: str
+    enabled:
+      description: Whether the service and its socket (the unit of the same name ending in
+        C(.socket)) are both enabled, that is started at boot.
+      type: bool
     venvs:
       description: Sorted virtualenvs the releases in RV(service.serving) link to. A HUP keeps
         the master's packages, so a host whose workers run another virtualenv than the target
@@ -248,13 +252,18 @@ def service_state(module, proc, service, releases_dir):
             cwd = proc.cwd(worker.pid)
             if cwd and cwd.startswith(prefix):
                 serving.add(cwd[len(prefix):].split(os.sep, 1)[0])
+    enabled = {}
+    socket = (service[: -len(".service")] if service.endswith(".service") else service) + ".socket"
+    for unit in (service, socket):
+        rc, out, err = module.run_command([systemctl, "show", "--property=UnitFileState", "--value", unit])
+        enabled[unit] = rc == 0 and out.strip() == "enabled"
     venvs = set()
     for release in serving:
         target = _readlink(os.path.join(releases_dir, release, ".venv"))
         if target:
             venvs.add(os.path.normpath(os.path.join(releases_dir, release, target)))
     return dict(active_state=props.get("ActiveState", ""), main_pid=main_pid, exe=exe, serving=sorted(serving),
-                venvs=sorted(venvs))
+                venvs=sorted(venvs), enabled=all(enabled.values()))
 
 
 def run_module(module, proc):

@@ -111,3 +111,33 @@ def test_the_previous_site_is_back_byte_for_byte_with_no_backups_left(bad_snippe
 
 def test_the_site_still_serves_after_the_refused_snippet(bad_snippet, hosts, https):
     assert https(_default(hosts), "/health", "pyfleet-default").status == 200
+
+
+class TestSiteRollsBackARelease:
+    """pyfleet.deploy.site of a release whose /health answers 503: it goes live through the
+    rollout engine, so the host is switched back and the run fails naming the health check."""
+
+    @pytest.fixture(scope="class")
+    def step(self, inventory, work, release, hosts, https):
+        before = https(_default(hosts), "/health", "pyfleet-default").body
+        app = os.path.join(PROJECT, "examples", "fastapi", "app")
+        source = release.variant(work, "site-unhealthy", "v2-unhealthy", release.unhealthy_fastapi, app=app)
+        variables = {"app_source": {"type": "dir", "path": source}, "rollout_health_timeout": 10}
+        run = subprocess.run(["ansible-playbook", "-i", inventory, "--limit", "pyfleet-default", "pyfleet.deploy.site",
+                              "-e", json.dumps(variables)],
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+        lock = os.path.join(PROJECT, "examples", "fastapi", "requirements.txt")
+        return {"run": run, "before": json.loads(before)["release"], "bad": release.id(source, lock)}
+
+    def test_fails_naming_the_health_check_and_the_rollback(self, step):
+        output = step["run"].stdout + step["run"].stderr
+        assert step["run"].returncode != 0
+        assert "rolled back" in output and "503" in output
+
+    def test_the_host_serves_the_release_before_again(self, step, hosts, https):
+        answer = https(_default(hosts), "/health", "pyfleet-default")
+        assert (answer.status, json.loads(answer.body)["release"]) == (200, step["before"])
+
+    def test_current_points_at_the_release_before(self, step, hosts):
+        assert _default(hosts).file("/srv/demo/current").linked_to == "/srv/demo/releases/%s" % step["before"]
+        assert step["bad"] != step["before"]

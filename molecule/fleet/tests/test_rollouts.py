@@ -25,15 +25,6 @@ LB_URL = "https://127.0.0.1:9443"
 SERVER_NAME = "pyfleet.test"
 APP_HOSTS = ["fleet-app1", "fleet-app2", "fleet-app3"]
 LB_LOG = "/var/log/nginx/demo.access.log"
-UNHEALTHY_CODE = '''
-
-@app.middleware("http")
-async def _health_fails(request, call_next):
-    if request.url.path == "/health":
-        from fastapi.responses import JSONResponse
-        return JSONResponse({"status": "failing"}, status_code=503)
-    return await call_next(request)
-'''
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +47,7 @@ def sources(work, release, example):
         "v3": release.variant(work, "v3", "v3", app=app),
         "broken": release.variant(work, "broken", "v2-broken", "\nimport module_that_is_not_installed  # noqa: F401\n",
                                   app=app),
-        "unhealthy": release.variant(work, "unhealthy", "v2-unhealthy", UNHEALTHY_CODE, app=app),
+        "unhealthy": release.variant(work, "unhealthy", "v2-unhealthy", release.unhealthy_fastapi, app=app),
     }
 
 

@@ -104,18 +104,25 @@ def test_the_service_reports_the_releases_its_workers_serve(root, tmp_path, caps
     (proc / "100" / "exe").symlink_to(sys.executable)
     monkeypatch.setattr(release_facts, "PROC_ROOT", str(proc))
     monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, required=False, opt_dirs=None: "/bin/systemctl")
-    monkeypatch.setattr(AnsibleModule, "run_command",
-                        lambda self, cmd, **kwargs: (0, "MainPID=100\nActiveState=active\n", ""))
+    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, cmd, **kwargs: (
+        (0, "enabled\n", "") if "--property=UnitFileState" in cmd else (0, "MainPID=100\nActiveState=active\n", "")))
     rc, out = run(capsys, root=str(root), service="demo.service")
     assert rc == 0, out
     assert out["service"] == {"active_state": "active", "main_pid": 100,
                               "exe": os.path.realpath(sys.executable), "serving": ["r1"],
-                              "venvs": [str(root / "venvs" / "lockA")]}
+                              "venvs": [str(root / "venvs" / "lockA")], "enabled": True}
 
 
 def test_a_stopped_service_serves_nothing(root, capsys, monkeypatch):
     monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, required=False, opt_dirs=None: "/bin/systemctl")
-    monkeypatch.setattr(AnsibleModule, "run_command",
-                        lambda self, cmd, **kwargs: (0, "MainPID=0\nActiveState=inactive\n", ""))
+    asked = []
+
+    def run_command(self, cmd, **kwargs):
+        asked.append(cmd[-1])
+        return (0, "disabled\n", "") if "--property=UnitFileState" in cmd else (0, "MainPID=0\nActiveState=inactive\n", "")
+
+    monkeypatch.setattr(AnsibleModule, "run_command", run_command)
     rc, out = run(capsys, root=str(root), service="demo.service")
-    assert out["service"] == {"active_state": "inactive", "main_pid": 0, "exe": "", "serving": [], "venvs": []}
+    assert out["service"] == {"active_state": "inactive", "main_pid": 0, "exe": "", "serving": [], "venvs": [],
+                              "enabled": False}
+    assert asked == ["demo.service", "demo.service", "demo.socket"]
