@@ -141,8 +141,14 @@ def _ids(module, entry):
     return uid, gid, mode
 
 
-def _attributes_differ(info, uid, gid, mode):
-    return (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) != (uid, gid, mode)
+def _fix_attributes(path, info, uid, gid, mode, check):
+    """Give an existing entry its owner, group and mode; return True if they differed."""
+    if (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (uid, gid, mode):
+        return False
+    if not check:
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
+    return True
 
 
 def _read(path):
@@ -196,12 +202,7 @@ def apply_entry(module, entry, diffs):
                 os.chown(path, uid, gid)
                 os.chmod(path, mode)
             return True
-        if _attributes_differ(info, uid, gid, mode):
-            if not check:
-                os.chown(path, uid, gid)
-                os.chmod(path, mode)
-            return True
-        return False
+        return _fix_attributes(path, info, uid, gid, mode, check)
     if entry["content"] is None:
         module.fail_json(msg="%s: content is required with state=file" % path)
     if info is not None and not stat.S_ISREG(info.st_mode):
@@ -215,12 +216,7 @@ def apply_entry(module, entry, diffs):
         if not check:
             _write(path, data, uid, gid, mode)
         return True
-    if _attributes_differ(info, uid, gid, mode):
-        if not check:
-            os.chown(path, uid, gid)
-            os.chmod(path, mode)
-        return True
-    return False
+    return _fix_attributes(path, info, uid, gid, mode, check)
 
 
 def main():
