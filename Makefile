@@ -6,9 +6,7 @@ SHELL := /bin/bash
 VENV      := .venv
 BIN       := $(CURDIR)/$(VENV)/bin
 PYTHON    ?= python3
-# Every scenario, the longest first, so that the shorter ones fill the gaps beside it.
-LONGEST_FIRST := fleet default acme
-SCENARIOS ?= $(LONGEST_FIRST) $(filter-out $(LONGEST_FIRST),$(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))))
+SCENARIOS ?= $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 export PATH := $(BIN):$(PATH)
 # Hermetic: Ansible, Molecule and the tools read and write only under the
 # repository. This collection resolves from a link to the repo in
@@ -39,13 +37,14 @@ export ANSIBLE_FORCE_COLOR := 0
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-test: venv image ## Lint, unit tests, ansible-test sanity and units, collection build and every Molecule scenario, side by side
+test: venv ## Lint, unit tests, ansible-test sanity and units, collection build and every Molecule scenario
 	@mkdir -p $(LOGS); : > $(LOGS)/phases.txt
-	@# Everything runs side by side: the checks that only read the tree and
-	@# every scenario, the longest first; see README, "Where the time goes".
-	@bash scripts/run-phases.sh $(LOGS) $(addprefix molecule-,$(SCENARIOS)) lint unit ansible-test build
-	@echo "=== make test passed; time per phase (side by side):"; cat $(LOGS)/phases.txt
-	@$(SCENARIO_SUMMARY)
+	@# The checks that only read the tree run side by side; then the scenarios.
+	@bash scripts/run-phases.sh $(LOGS) lint unit ansible-test build
+	@start=$$(date +%s); $(MAKE) --no-print-directory molecule || exit 1; \
+	  echo "  molecule: $$(( $$(date +%s) - start )) s" >> $(LOGS)/phases.txt
+	@echo "=== make test passed; time per phase:"; cat $(LOGS)/phases.txt
+	@echo "=== Molecule scenarios, each with its testinfra verifiers' summary:"; cat $(LOGS)/summary.txt
 
 test-fast: lint unit molecule-default ## Everyday loop: lint, unit and bad-input tests, and the default scenario
 
@@ -84,19 +83,16 @@ ansible-test: venv ## ansible-test sanity and units, on a copy laid out as ansib
 build: venv ## Build the collection tarball into .cache/dist
 	ansible-galaxy collection build --force --output-path .cache/dist
 
-# Every scenario at once, each with its own hosts, ports and log in
-# .cache/logs/molecule-<scenario>.log; the run ends with each scenario's time
-# and the summary line of its testinfra verifiers.
-SCENARIO_SUMMARY = echo "=== Molecule scenarios, each with its testinfra verifiers' summary:"; \
-	for scenario in $(SCENARIOS); do \
-	  grep -E "^  molecule-$$scenario: " $(LOGS)/phases.txt; \
-	  grep -E '^=+ .*(passed|failed).* in [0-9.]+s.* =+$$' $(LOGS)/molecule-$$scenario.log | tail -1; \
+# Each scenario's output is kept in .cache/logs/<scenario>.log; the run ends
+# with each scenario's time and the summary line of its testinfra verifiers.
+molecule: venv image ## Run every Molecule scenario
+	@mkdir -p $(LOGS); rm -f $(LOGS)/summary.txt
+	@for scenario in $(SCENARIOS); do \
+	  echo "=== molecule test -s $$scenario"; start=$$(date +%s); \
+	  molecule test -s $$scenario 2>&1 | tee $(LOGS)/$$scenario.log || { echo "=== $$scenario FAILED (log: $(LOGS)/$$scenario.log)"; exit 1; }; \
+	  { echo "  $$scenario: $$(( $$(date +%s) - start )) s"; \
+	    grep -E '^=+ .*(passed|failed).* in [0-9.]+s.* =+$$' $(LOGS)/$$scenario.log | tail -1; } >> $(LOGS)/summary.txt; \
 	done
-
-molecule: venv image ## Run every Molecule scenario, side by side
-	@mkdir -p $(LOGS); : > $(LOGS)/phases.txt
-	@bash scripts/run-phases.sh $(LOGS) $(addprefix molecule-,$(SCENARIOS))
-	@$(SCENARIO_SUMMARY)
 
 molecule-%: venv image ## Run one Molecule scenario, e.g. make molecule-fleet
 	molecule test -s $*
