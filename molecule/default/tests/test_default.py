@@ -10,6 +10,8 @@ import os
 import re
 
 import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 
 testinfra_hosts = ["ansible://pyfleet-default"]
 NAME = "pyfleet-default"
@@ -63,8 +65,10 @@ def _normal(purl):
     return re.sub(r"[-_.]+", "-", purl.lower())
 
 
-def test_the_sbom_is_cyclonedx_and_lists_every_locked_package_at_its_version(host, expected):
-    bom = json.loads(host.file("/srv/demo/current/.sbom.cdx.json").content_string)
+def test_the_sbom_is_valid_cyclonedx_1_6_and_lists_every_locked_package_at_its_version(host, expected):
+    text = host.file("/srv/demo/current/.sbom.cdx.json").content_string
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    bom = json.loads(text)
     listed = {_normal(component["purl"]) for component in bom["components"]}
     with open(expected["lockfile"], encoding="utf-8") as handle:
         locked = [_normal("pkg:pypi/%s@%s" % match.groups()) for match in
