@@ -115,6 +115,39 @@ options:
       - Number of successful attempts in a row required. A failed attempt resets the count.
     type: int
     default: 1
+  also:
+    description:
+      - Other ways to reach the same service, probed at the same time as O(url), each in its own thread,
+        with the same method, body, expectations, timeout, deadline, interval and O(consecutive).
+      - The check passes when every target has passed. Checking an app's socket and the proxy in front of it
+        side by side takes as long as the slower of the two, not their sum.
+      - Each entry's results are returned in RV(also), in the same order.
+    type: list
+    elements: dict
+    default: []
+    version_added: 0.5.0
+    suboptions:
+      url:
+        description: As O(url).
+        type: str
+        required: true
+      unix_socket:
+        description: As O(unix_socket).
+        type: path
+      headers:
+        description: As O(headers).
+        type: dict
+        default: {}
+      validate_certs:
+        description: As O(validate_certs).
+        type: bool
+        default: true
+      ca_path:
+        description: As O(ca_path).
+        type: path
+      tls_server_name:
+        description: As O(tls_server_name).
+        type: str
 notes:
   - A failed attempt (connection error, timeout, TLS error, unexpected status, JSON field, header or body)
     is retried. When the deadline passes, the module fails with a message naming the URL, the socket, the number
@@ -183,6 +216,20 @@ EXAMPLES = r"""
     body: '{"probe": "deploy"}'
     status_code: [200, 204]
   no_log: true
+
+- name: Check the new workers through their socket and through nginx at the same time
+  pyfleet.deploy.http_check:
+    url: http://shop.example.com/health
+    unix_socket: /run/shop/gunicorn.sock
+    also:
+      - url: https://127.0.0.1/health
+        headers:
+          Host: shop.example.com
+        validate_certs: false
+    expect_json:
+      release: "{{ release_id }}"
+    deadline: 30
+    consecutive: 3
 """
 
 RETURN = r"""
@@ -246,7 +293,39 @@ unix_socket:
   returned: always
   type: str
   sample: /run/shop/gunicorn.sock
+also:
+  description: The result of each target of O(also), in order.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    url:
+      description: The probed URL.
+      type: str
+      sample: https://127.0.0.1/health
+    unix_socket:
+      description: The unix socket connected to, or V(null).
+      type: str
+      sample: null
+    status:
+      description: HTTP status code of the last response.
+      type: int
+      sample: 200
+    latency_ms:
+      description: Milliseconds the last successful attempt took.
+      type: float
+      sample: 3.2
+    attempts:
+      description: Number of attempts made.
+      type: int
+      sample: 3
+    elapsed:
+      description: Seconds spent on this target.
+      type: float
+      sample: 1.02
 """
+
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -277,6 +356,14 @@ def main():
             deadline=dict(type="float", default=30),
             interval=dict(type="float", default=0.5),
             consecutive=dict(type="int", default=1),
+            also=dict(type="list", elements="dict", default=[], options=dict(
+                url=dict(type="str", required=True),
+                unix_socket=dict(type="path"),
+                headers=dict(type="dict", default={}),
+                validate_certs=dict(type="bool", default=True),
+                ca_path=dict(type="path"),
+                tls_server_name=dict(type="str"),
+            )),
         ),
         supports_check_mode=True,
     )
@@ -290,34 +377,49 @@ def main():
     if p["consecutive"] < 1:
         module.fail_json(msg="consecutive must be at least 1", **common)
 
-    try:
-        probe = HttpProbe(
-            p["url"],
-            unix_socket=p["unix_socket"],
+    def make_probe(target):
+        return HttpProbe(
+            target["url"],
+            unix_socket=target["unix_socket"],
             method=p["method"],
-            headers=p["headers"],
+            headers=target["headers"],
             body=p["body"],
-            validate_certs=p["validate_certs"],
-            ca_path=p["ca_path"],
-            tls_server_name=p["tls_server_name"],
+            validate_certs=target["validate_certs"],
+            ca_path=target["ca_path"],
+            tls_server_name=target["tls_server_name"],
             status_code=p["status_code"],
             expect_json=p["expect_json"],
             expect_headers=p["expect_headers"],
             body_contains=p["body_contains"],
             timeout=p["timeout"],
         )
+
+    try:
+        probes = [make_probe(target) for target in [p] + p["also"]]
     except ProbeConfigError as exc:
         module.fail_json(msg=str(exc), **common)
 
-    result = check(probe.once, deadline=p["deadline"], interval=p["interval"], consecutive=p["consecutive"])
+    def run(probe):
+        return check(probe.once, deadline=p["deadline"], interval=p["interval"], consecutive=p["consecutive"])
+
+    if len(probes) == 1:
+        results = [run(probes[0])]
+    else:
+        # Side by side: the check takes as long as the slowest target.
+        with ThreadPoolExecutor(max_workers=len(probes)) as pool:
+            results = list(pool.map(run, probes))
+
+    result = results[0]
     elapsed = round(result.elapsed, 3)
-    if not result.ok:
+    failed = [(probe, outcome) for probe, outcome in zip(probes, results) if not outcome.ok]
+    if failed:
+        first = failed[0][1]
         module.fail_json(
-            msg=failure_message(probe, result),
-            attempts=result.attempts,
-            elapsed=elapsed,
-            reason=result.reason,
-            status=result.status,
+            msg="; ".join(failure_message(probe, outcome) for probe, outcome in failed),
+            attempts=first.attempts,
+            elapsed=round(first.elapsed, 3),
+            reason=first.reason,
+            status=first.status,
             **common,
         )
 
@@ -331,6 +433,9 @@ def main():
         latencies_ms=result.latencies_ms,
         attempts=result.attempts,
         elapsed=elapsed,
+        also=[dict(url=target["url"], unix_socket=target["unix_socket"], status=outcome.last.status,
+                   latency_ms=outcome.last.latency_ms, attempts=outcome.attempts, elapsed=round(outcome.elapsed, 3))
+              for target, outcome in zip(p["also"], results[1:])],
         **common,
     )
 

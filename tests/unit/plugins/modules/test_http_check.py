@@ -9,6 +9,7 @@ import socketserver
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -23,32 +24,65 @@ class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer
     daemon_threads = True
 
 
-@pytest.fixture
-def app_socket(tmp_path):
-    """A unix-socket app answering /health with release r1; records request paths."""
-    seen = []
+def _serve(path, release="r1", delay=0.0):
+    """A unix-socket app answering /health with ``release`` after ``delay`` s; returns (server, seen).
+
+    ``seen`` lists each request's path, with its start and end times in ``seen.times``.
+    """
+    seen = _Seen()
+    seen.times = []
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
         def do_GET(self):
+            began = time.monotonic()
             seen.append(self.path)
-            data = json.dumps({"status": "ok", "release": "r1"}).encode()
+            time.sleep(delay)
+            data = json.dumps({"status": "ok", "release": release}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
-            self.send_header("X-Release", "r1")
+            self.send_header("X-Release", release)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+            seen.times.append((began, time.monotonic()))
 
-    path = str(tmp_path / "app.sock")
     server = _UnixHTTPServer(path, Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return server, seen
+
+
+class _Seen(list):
+    pass
+
+
+@pytest.fixture
+def app_socket(tmp_path):
+    """A unix-socket app answering /health with release r1; records request paths."""
+    path = str(tmp_path / "app.sock")
+    server, seen = _serve(path)
     yield path, seen
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def apps(tmp_path):
+    """apps(name, release=..., delay=...): more unix-socket apps, stopped after the test."""
+    servers = []
+
+    def start(name, release="r1", delay=0.0):
+        path = str(tmp_path / (name + ".sock"))
+        server, seen = _serve(path, release, delay)
+        servers.append(server)
+        return path, seen
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
 
 
 def run_module(tmp_path, **args):
@@ -123,3 +157,30 @@ def test_module_rejects_https_over_unix_socket(tmp_path):
     assert rc == 1
     assert out["failed"] is True
     assert "https is not supported with unix_socket" in out["msg"]
+
+
+def test_also_probes_every_target_side_by_side_and_reports_each(tmp_path, apps):
+    socket_path, socket_seen = apps("socket", delay=0.2)
+    proxy_path, proxy_seen = apps("proxy", delay=0.2)
+    rc, out = run_module(tmp_path, url="http://app.internal/health", unix_socket=socket_path,
+                         also=[{"url": "http://proxy.internal/health", "unix_socket": proxy_path}],
+                         expect_json={"release": "r1"}, consecutive=3, interval=0.01, deadline=5)
+    assert rc == 0, out
+    assert (len(socket_seen), len(proxy_seen)) == (3, 3)
+    assert [(entry["url"], entry["unix_socket"], entry["status"], entry["attempts"]) for entry in out["also"]] == [
+        ("http://proxy.internal/health", proxy_path, 200, 3)]
+    # Side by side: the proxy's first request began before the socket's last one ended.
+    assert proxy_seen.times[0][0] < socket_seen.times[-1][1]
+    assert socket_seen.times[0][0] < proxy_seen.times[-1][1]
+
+
+def test_also_fails_naming_only_the_target_that_failed(tmp_path, apps):
+    socket_path, _seen = apps("socket")
+    proxy_path, _seen = apps("proxy", release="r0")
+    rc, out = run_module(tmp_path, url="http://app.internal/health", unix_socket=socket_path,
+                         also=[{"url": "http://proxy.internal/health", "unix_socket": proxy_path}],
+                         expect_json={"release": "r1"}, consecutive=2, interval=0.01, deadline=0.3)
+    assert rc == 1 and out["failed"] is True
+    assert out["msg"].startswith("http://proxy.internal/health (via unix socket %s) did not pass" % proxy_path)
+    assert socket_path not in out["msg"]
+    assert out["reason"] == "expected release='r1' in JSON, got 'r0'"
