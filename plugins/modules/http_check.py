@@ -337,17 +337,23 @@ from ansible_collections.pyfleet.deploy.plugins.module_utils.http_probe import (
 )
 
 
+# Where and how to connect: the main target's options, and each entry of `also`.
+TARGET_SPEC = dict(
+    url=dict(type="str", required=True),
+    unix_socket=dict(type="path"),
+    headers=dict(type="dict", default={}),
+    validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
+    tls_server_name=dict(type="str"),
+)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            url=dict(type="str", required=True),
-            unix_socket=dict(type="path"),
+            TARGET_SPEC,
             method=dict(type="str", default="GET"),
-            headers=dict(type="dict", default={}),
             body=dict(type="str"),
-            validate_certs=dict(type="bool", default=True),
-            ca_path=dict(type="path"),
-            tls_server_name=dict(type="str"),
             status_code=dict(type="list", elements="int", default=[200]),
             expect_json=dict(type="dict", default={}),
             expect_headers=dict(type="dict", default={}),
@@ -356,14 +362,7 @@ def main():
             deadline=dict(type="float", default=30),
             interval=dict(type="float", default=0.5),
             consecutive=dict(type="int", default=1),
-            also=dict(type="list", elements="dict", default=[], options=dict(
-                url=dict(type="str", required=True),
-                unix_socket=dict(type="path"),
-                headers=dict(type="dict", default={}),
-                validate_certs=dict(type="bool", default=True),
-                ca_path=dict(type="path"),
-                tls_server_name=dict(type="str"),
-            )),
+            also=dict(type="list", elements="dict", default=[], options=TARGET_SPEC),
         ),
         supports_check_mode=True,
     )
@@ -402,12 +401,9 @@ def main():
     def run(probe):
         return check(probe.once, deadline=p["deadline"], interval=p["interval"], consecutive=p["consecutive"])
 
-    if len(probes) == 1:
-        results = [run(probes[0])]
-    else:
-        # Side by side: the check takes as long as the slowest target.
-        with ThreadPoolExecutor(max_workers=len(probes)) as pool:
-            results = list(pool.map(run, probes))
+    # Side by side: the check takes as long as the slowest target.
+    with ThreadPoolExecutor(max_workers=len(probes)) as pool:
+        results = list(pool.map(run, probes))
 
     result = results[0]
     elapsed = round(result.elapsed, 3)

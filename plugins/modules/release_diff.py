@@ -247,15 +247,15 @@ summary:
 """
 
 import difflib
-import glob
 import hashlib
 import json
 import os
-import re
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
+
+from ansible_collections.pyfleet.deploy.plugins.module_utils.distributions import metadata_paths, normalize_name
 
 MAX_DIFF_SIZE = 1024 * 1024
 # Written by the app role into each release; not part of its source.
@@ -263,16 +263,10 @@ RELEASE_METADATA = (".release.json", ".sbom.cdx.json")
 _MAX_META = 64 * 1024
 _MAX_HEADERS = 256 * 1024
 _CHUNK = 64 * 1024
-_NAME_RUNS = re.compile(r"[-_.]+")
 
 
 class ReleaseError(Exception):
     """A release cannot be found; the message is for the user."""
-
-
-def normalize_name(name):
-    """PEP 503 normalised form of a distribution name."""
-    return _NAME_RUNS.sub("-", name.strip()).lower()
 
 
 def _plural(count, word):
@@ -392,8 +386,7 @@ def installed_packages(venv):
     found = {}
     if venv is None:
         return found
-    pattern = os.path.join(glob.escape(venv), "lib", "python*", "site-packages", "*.dist-info", "METADATA")
-    for metadata in sorted(glob.glob(pattern)):
+    for metadata in metadata_paths(venv):
         try:
             name, version = _metadata_headers(metadata)
         except OSError:

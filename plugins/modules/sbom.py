@@ -89,7 +89,6 @@ dest:
 
 import datetime
 import email.parser
-import glob
 import json
 import os
 import re
@@ -98,12 +97,9 @@ import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.pyfleet.deploy.plugins.module_utils.distributions import metadata_paths, normalize_name
+
 SPEC_VERSION = "1.6"
-
-
-def normalize(name):
-    """A distribution name as PEP 503 compares it, which is also its purl name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _licenses(meta):
@@ -137,7 +133,7 @@ def _requires(meta):
             continue
         found = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
         if found:
-            names.add(normalize(found.group(1)))
+            names.add(normalize_name(found.group(1)))
     return names
 
 
@@ -145,11 +141,11 @@ def read_distributions(venv):
     """Metadata of each distribution installed in the virtualenv, by normalized name."""
     found = {}
     parser = email.parser.HeaderParser()
-    for path in sorted(glob.glob(os.path.join(venv, "lib", "python*", "site-packages", "*.dist-info", "METADATA"))):
+    for path in metadata_paths(venv):
         with open(path, encoding="utf-8", errors="replace") as handle:
             meta = parser.parse(handle)
         if meta.get("Name") and meta.get("Version"):
-            found[normalize(meta.get("Name"))] = meta
+            found[normalize_name(meta.get("Name"))] = meta
     return found
 
 

@@ -88,7 +88,7 @@ def test_the_sbom_of_this_test_environment_is_valid_and_lists_what_pip_sees(tmp_
     from cyclonedx.validation.json import JsonStrictValidator
 
     sites = glob.glob(os.path.join(sys.prefix, "lib", "python*", "site-packages"))
-    installed = {"pkg:pypi/%s@%s" % (sbom.normalize(dist.metadata["Name"]), dist.version)
+    installed = {"pkg:pypi/%s@%s" % (sbom.normalize_name(dist.metadata["Name"]), dist.version)
                  for dist in importlib.metadata.distributions(path=sites)}
     dest = tmp_path / "bom.json"
     rc, out = run(capsys, venv=sys.prefix, dest=str(dest))
