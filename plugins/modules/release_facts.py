@@ -21,6 +21,9 @@ description:
   - With O(service), it also reads what runs, that is the unit's state, its main process, the
     interpreter that process runs, the releases its workers serve (their working
     directories), and whether the service and its socket start at boot.
+  - With O(service) and O(release), it also lists the files of the release's C(.pyfleet/)
+    directory (server config, environment, server modules and units) that differ from those of
+    the releases the workers serve, so that the caller can tell a HUP from a restart.
   - A rollout that trusts only what it changed in this run misses a host where C(current) was
     moved but the workers were never reloaded. This module reports what the host actually runs.
 options:
@@ -114,6 +117,12 @@ release_staged:
     and complete (it is written last, before the release is moved into place).
   returned: always
   type: bool
+release_config:
+  description: The digest of the rendered configuration recorded in the release's
+    C(.release.json) (its C(config) key), or V(null) when the release is not staged.
+  returned: always
+  type: str
+  sample: 9c1f0a7e
 release_venv:
   description: The target of the release's C(.venv) link, or V(null).
   returned: always
@@ -173,9 +182,21 @@ service:
         release's needs a restart.
       type: list
       elements: str
+    need_daemon_reload:
+      description: Whether systemd says a unit file changed on disk since it was loaded.
+      type: bool
+    differs:
+      description: Sorted paths, relative to the release's C(.pyfleet/) directory, of the files
+        that differ (by content, or because one side lacks them) between O(release) and any
+        release in RV(service.serving). Empty without O(release) or when nothing differs.
+      type: list
+      elements: str
+      sample: [env, gunicorn.conf.py]
 """
 
+import filecmp
 import grp
+import json
 import os
 import pwd
 import stat
@@ -232,9 +253,46 @@ def layout_problems(layout, user, group):
     return problems
 
 
-def service_state(module, proc, service, releases_dir):
+def _pyfleet_files(release_dir):
+    """Relative paths of the regular files under a release's .pyfleet/ directory."""
+    base = os.path.join(release_dir, ".pyfleet")
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = [name for name in dirnames if name != "__pycache__"]
+        for name in filenames:
+            found.add(os.path.relpath(os.path.join(dirpath, name), base))
+    return found
+
+
+def pyfleet_differences(releases_dir, target, others):
+    """The .pyfleet/ files that differ between the target release and any of the others."""
+    target_dir = os.path.join(releases_dir, target)
+    target_files = _pyfleet_files(target_dir)
+    differs = set()
+    for other in others:
+        if other == target:
+            continue
+        other_dir = os.path.join(releases_dir, other)
+        other_files = _pyfleet_files(other_dir)
+        differs.update(target_files ^ other_files)
+        for name in target_files & other_files:
+            if not filecmp.cmp(os.path.join(target_dir, ".pyfleet", name), os.path.join(other_dir, ".pyfleet", name),
+                               shallow=False):
+                differs.add(name)
+    return sorted(differs)
+
+
+def _release_config(release_dir):
+    try:
+        with open(os.path.join(release_dir, ".release.json"), encoding="utf-8") as handle:
+            return json.load(handle).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def service_state(module, proc, service, releases_dir, release=None):
     systemctl = module.get_bin_path("systemctl", required=True)
-    rc, out, err = module.run_command([systemctl, "show", "--property=ActiveState,MainPID", service])
+    rc, out, err = module.run_command([systemctl, "show", "--property=ActiveState,MainPID,NeedDaemonReload", service])
     if rc != 0:
         module.fail_json(msg="cannot read the state of %s: %s" % (service, (err or out).strip()))
     props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
@@ -263,7 +321,9 @@ def service_state(module, proc, service, releases_dir):
         if target:
             venvs.add(os.path.normpath(os.path.join(releases_dir, release, target)))
     return dict(active_state=props.get("ActiveState", ""), main_pid=main_pid, exe=exe, serving=sorted(serving),
-                venvs=sorted(venvs), enabled=all(enabled.values()))
+                venvs=sorted(venvs), enabled=all(enabled.values()),
+                need_daemon_reload=props.get("NeedDaemonReload", "no") == "yes",
+                differs=pyfleet_differences(releases_dir, release, serving) if release else [])
 
 
 def run_module(module, proc):
@@ -276,6 +336,7 @@ def run_module(module, proc):
         current=os.path.basename(current.rstrip("/")) if current else "",
         release_staged=False,
         release_venv=None,
+        release_config=None,
         venv_complete=False,
         venv_sbom=False,
         python_version="",
@@ -286,6 +347,7 @@ def run_module(module, proc):
         release_dir = os.path.join(releases_dir, params["release"])
         result["release_staged"] = os.path.isfile(os.path.join(release_dir, ".release.json"))
         result["release_venv"] = _readlink(os.path.join(release_dir, ".venv"))
+        result["release_config"] = _release_config(release_dir) if result["release_staged"] else None
     if params["venv"]:
         result["venv_complete"] = os.path.isfile(os.path.join(params["venv"], ".pyfleet-complete"))
         result["venv_sbom"] = os.path.isfile(os.path.join(params["venv"], ".sbom.cdx.json"))
@@ -299,7 +361,7 @@ def run_module(module, proc):
         result["python_version"] = lines[0] if lines else ""
         result["python_venv"] = len(lines) > 1 and lines[1] == "True"
     if params["service"]:
-        result["service"] = service_state(module, proc, params["service"], releases_dir)
+        result["service"] = service_state(module, proc, params["service"], releases_dir, params["release"])
     module.exit_json(**result)
 
 

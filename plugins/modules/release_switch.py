@@ -19,6 +19,11 @@ description:
   - Then prunes, whether or not it switched. Releases beyond the O(keep) newest are removed,
     never the current or the previous one. Virtualenvs (C(<root>/venvs/*)) that no kept release
     links to are removed too.
+  - With O(units), it then installs the release's systemd units, C(.pyfleet/systemd/<name>) in
+    the release, as C(<units_dir>/<name>), each only where its bytes differ, written to a
+    temporary file and renamed. The units are part of the release, so switching back to an
+    earlier release restores its units too. A release without one of the units is refused
+    before anything moves.
   - Reports what the switch changed for the reload that follows. It tells whether the
     virtualenv (that is, the lockfile) changes with the release, and which interpreter the
     release runs.
@@ -41,6 +46,19 @@ options:
         previous release are always kept, even beyond this number.
     type: int
     default: 5
+  units:
+    description:
+      - File names of the systemd units the release carries in C(.pyfleet/systemd/), installed
+        into O(units_dir) after the switch. The caller reloads systemd when RV(units_changed) is
+        not empty.
+    type: list
+    elements: str
+    default: []
+  units_dir:
+    description:
+      - Where the units are installed.
+    type: path
+    default: /etc/systemd/system
 extends_documentation_fragment:
   - pyfleet.deploy.attributes
 attributes:
@@ -115,6 +133,12 @@ active_python:
   returned: always
   type: str
   sample: /usr/bin/python3.11
+units_changed:
+  description: The units of O(units) that were written, because they differed or were missing.
+  returned: always
+  type: list
+  elements: str
+  sample: [demo.service]
 pruned_releases:
   description: Ids of the releases removed (or that would be, in check mode).
   returned: always
@@ -147,6 +171,30 @@ def _relink(root, name, release):
         os.unlink(tmp)
     os.symlink(os.path.join("releases", release), tmp)
     os.rename(tmp, os.path.join(root, name))
+
+
+def install_units(module, release_dir, names, units_dir):
+    """Copy each unit of the release where its bytes differ; return the names written."""
+    written = []
+    for name in names:
+        with open(os.path.join(release_dir, ".pyfleet", "systemd", name), "rb") as handle:
+            wanted = handle.read()
+        dest = os.path.join(units_dir, name)
+        try:
+            with open(dest, "rb") as handle:
+                if handle.read() == wanted:
+                    continue
+        except OSError:
+            pass
+        written.append(name)
+        if module.check_mode:
+            continue
+        tmp = os.path.join(units_dir, ".%s.pyfleet-tmp" % name)
+        with open(tmp, "wb") as handle:
+            handle.write(wanted)
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, dest)
+    return written
 
 
 def _releases_by_age(releases_dir):
@@ -197,6 +245,14 @@ def run_module(module):
             % (release, target_dir)
         )
     active_venv = os.path.normpath(os.path.join(target_dir, target_venv))
+    missing = [name for name in module.params["units"]
+               if not os.path.isfile(os.path.join(target_dir, ".pyfleet", "systemd", name))]
+    if missing:
+        module.fail_json(
+            msg="Release %s does not carry its units (%s missing under %s/.pyfleet/systemd); it was staged by "
+            "pyfleet.deploy before 0.5.0, which kept them outside the release. current was not moved."
+            % (release, ", ".join(missing), target_dir)
+        )
 
     current = _readlink(os.path.join(root, "current"))
     previous = os.path.basename(current.rstrip("/")) if current else ""
@@ -210,6 +266,8 @@ def run_module(module):
             _relink(root, "previous", previous)
         _relink(root, "current", release)
 
+    units_changed = install_units(module, target_dir, module.params["units"], module.params["units_dir"])
+
     protected = {release, previous} if switched else {release, os.path.basename(_readlink(os.path.join(root, "previous")) or "")}
     doomed, unused = plan_prune(root, keep, protected)
     if not module.check_mode:
@@ -219,13 +277,14 @@ def run_module(module):
             shutil.rmtree(path)
 
     module.exit_json(
-        changed=bool(switched or doomed or unused),
+        changed=bool(switched or units_changed or doomed or unused),
         release=release,
         previous=previous,
         switched=switched,
         venv_changed=previous_venv is None or previous_venv != active_venv,
         active_venv=active_venv,
         active_python=os.path.realpath(os.path.join(active_venv, "bin", "python3")),
+        units_changed=units_changed,
         pruned_releases=doomed,
         pruned_venvs=unused,
     )
@@ -237,6 +296,8 @@ def main():
             root=dict(type="path", required=True),
             release=dict(type="str", required=True),
             keep=dict(type="int", default=5),
+            units=dict(type="list", elements="str", default=[]),
+            units_dir=dict(type="path", default="/etc/systemd/system"),
         ),
         supports_check_mode=True,
     )

@@ -41,6 +41,16 @@ async def health() -> dict:
     }
 
 
+@app.get("/config")
+async def config() -> dict:
+    """The settings this worker reads from its environment: the variables named EXAMPLE_*.
+
+    Only that prefix is shown, never a secret: it lets a user (and the tests)
+    see which environment a worker runs with after a rollout or a rollback.
+    """
+    return {name: value for name, value in sorted(os.environ.items()) if name.startswith("EXAMPLE_")}
+
+
 @app.get("/slow")
 async def slow(seconds: float = Query(1.0, ge=0, le=30)) -> dict:
     await asyncio.sleep(seconds)

@@ -3,8 +3,8 @@
 # Installed by the pyfleet.deploy.gunicorn role (gunicorn_server: uvicorn).
 """Standalone ``uvicorn --workers`` under systemd, as pyfleet runs it.
 
-    python pyfleet_uvicorn.py /etc/<app>/uvicorn.json            serve
-    python pyfleet_uvicorn.py --check /etc/<app>/uvicorn.json    import the app and exit
+    python pyfleet_uvicorn.py /srv/<app>/current/.pyfleet/uvicorn.json            serve
+    python pyfleet_uvicorn.py --check /srv/<app>/releases/<id>/.pyfleet/uvicorn.json   import the app and exit
 
 It is Uvicorn's own process supervisor (``uvicorn.supervisors.Multiprocess``),
 with what a rolling deploy needs around it:
@@ -12,7 +12,8 @@ with what a rolling deploy needs around it:
 * the listening socket comes from systemd (``<app>.socket``, fd 3), so a
   restart queues connections instead of refusing them;
 * systemd hears ``READY=1`` once every worker serves (``Type=notify``);
-* SIGHUP re-reads the JSON configuration and replaces the workers one by one,
+* SIGHUP re-reads the JSON configuration and the environment file beside it
+  (pyfleet_env), from the release ``current`` points to then, and replaces the workers one by one,
   each new one serving before the old one is told to stop, as Uvicorn does;
   the old ones then drain side by side rather than one after the other. A new
   worker that cannot start aborts the replacement and the old workers keep
@@ -36,6 +37,7 @@ import sys
 from uvicorn.config import Config
 from uvicorn.supervisors import multiprocess
 
+import pyfleet_env
 from pyfleet_drain import DrainingHttpProtocol, DrainingServer, release_header
 from pyfleet_logging import log_config
 
@@ -145,7 +147,9 @@ class Supervisor(multiprocess.Multiprocess):
 
     def handle_hup(self):
         try:
-            self.config = make_config(load_settings(self.settings_path))
+            settings = load_settings(self.settings_path)
+            apply_env(self.settings_path)
+            self.config = make_config(settings)
         except (OSError, ValueError, KeyError) as exc:
             multiprocess.logger.error("Keeping the running configuration: cannot read %s: %s", self.settings_path, exc)
         super().handle_hup()
@@ -155,6 +159,11 @@ class Supervisor(multiprocess.Multiprocess):
         while len(self.processes) > self.config.workers:
             self.handle_ttou()
         notify("READY=1\nSTATUS=%d workers serving" % len(self.processes))
+
+
+def apply_env(settings_path):
+    """The release's env file, beside its uvicorn.json, into this supervisor's environment (see pyfleet_env)."""
+    pyfleet_env.apply(os.path.join(os.path.dirname(os.path.abspath(settings_path)), "env"))
 
 
 def notify(message):
@@ -205,6 +214,7 @@ def main(argv):
         raise SystemExit("usage: pyfleet_uvicorn.py [--check] SETTINGS.json")
     require_supported_uvicorn()
     settings_path = argv[0]
+    apply_env(settings_path)
     config = make_config(load_settings(settings_path))
     config.configure_logging()
     sockets = [systemd_socket()]

@@ -110,7 +110,8 @@ def test_the_service_reports_the_releases_its_workers_serve(root, tmp_path, caps
     assert rc == 0, out
     assert out["service"] == {"active_state": "active", "main_pid": 100,
                               "exe": os.path.realpath(sys.executable), "serving": ["r1"],
-                              "venvs": [str(root / "venvs" / "lockA")], "enabled": True}
+                              "venvs": [str(root / "venvs" / "lockA")], "enabled": True,
+                              "need_daemon_reload": False, "differs": []}
 
 
 def test_a_stopped_service_serves_nothing(root, capsys, monkeypatch):
@@ -124,5 +125,40 @@ def test_a_stopped_service_serves_nothing(root, capsys, monkeypatch):
     monkeypatch.setattr(AnsibleModule, "run_command", run_command)
     rc, out = run(capsys, root=str(root), service="demo.service")
     assert out["service"] == {"active_state": "inactive", "main_pid": 0, "exe": "", "serving": [], "venvs": [],
-                              "enabled": False}
+                              "enabled": False, "need_daemon_reload": False, "differs": []}
     assert asked == ["demo.service", "demo.service", "demo.socket"]
+
+
+def _pyfleet(release, files):
+    for name, content in files.items():
+        path = release / ".pyfleet" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+
+
+def test_the_pyfleet_files_that_differ_from_the_serving_release_are_named(root):
+    releases = root / "releases"
+    _pyfleet(releases / "old", {"env": "A=1\n", "gunicorn.conf.py": "timeout = 30\n", "pyfleet_logging.py": "x\n",
+                                "systemd/demo.service": "[Service]\n", "gone.py": ""})
+    _pyfleet(releases / "new", {"env": "A=2\n", "gunicorn.conf.py": "timeout = 30\n", "pyfleet_logging.py": "x\n",
+                                "systemd/demo.service": "[Service]\nX=1\n", "added.py": ""})
+    (releases / "new" / ".pyfleet" / "__pycache__").mkdir()
+    (releases / "new" / ".pyfleet" / "__pycache__" / "pyfleet_logging.cpython-311.pyc").write_bytes(b"\0")
+    assert release_facts.pyfleet_differences(str(releases), "new", ["old"]) == [
+        "added.py", "env", "gone.py", "systemd/demo.service"]
+    assert release_facts.pyfleet_differences(str(releases), "new", ["new"]) == []
+
+
+def test_a_release_from_before_pyfleet_files_differs_in_every_file(root):
+    releases = root / "releases"
+    (releases / "legacy").mkdir()
+    _pyfleet(releases / "new", {"env": "", "systemd/demo.service": ""})
+    assert release_facts.pyfleet_differences(str(releases), "new", ["legacy"]) == ["env", "systemd/demo.service"]
+
+
+def test_the_release_config_digest_is_read_from_its_metadata(root, capsys):
+    release = root / "releases" / "r1-9c1f0a7e"
+    release.mkdir()
+    (release / ".release.json").write_text('{"id": "r1-9c1f0a7e", "config": "9c1f0a7e"}')
+    rc, out = run(capsys, root=str(root), release="r1-9c1f0a7e")
+    assert (rc, out["release_staged"], out["release_config"]) == (0, True, "9c1f0a7e")

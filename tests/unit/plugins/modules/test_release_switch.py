@@ -120,3 +120,41 @@ def test_bad_arguments_are_refused_by_name(root, capsys, args, message):
     rc, out = run(capsys, root=str(root), **args)
     assert rc == 1 and message in out["msg"]
     assert not os.path.lexists(root / "current")
+
+
+def _units(release_dir, **units):
+    (release_dir / ".pyfleet" / "systemd").mkdir(parents=True)
+    for name, content in units.items():
+        (release_dir / ".pyfleet" / "systemd" / name.replace("_", ".")).write_text(content)
+
+
+def test_the_units_of_the_release_are_installed_and_restored_on_a_switch_back(root, tmp_path, capsys):
+    units_dir = tmp_path / "systemd"
+    units_dir.mkdir()
+    _units(stage(root, "r1", "lockA", 20), demo_service="[Service]\nTimeoutStopSec=40\n", demo_socket="[Socket]\n")
+    _units(stage(root, "r2", "lockA", 10), demo_service="[Service]\nTimeoutStopSec=70\n", demo_socket="[Socket]\n")
+    args = dict(root=str(root), units=["demo.service", "demo.socket"], units_dir=str(units_dir))
+    rc, out = run(capsys, release="r1", **args)
+    assert (rc, out["units_changed"]) == (0, ["demo.service", "demo.socket"]), out
+    rc, out = run(capsys, release="r2", **args)
+    assert out["units_changed"] == ["demo.service"]
+    assert (units_dir / "demo.service").read_text() == "[Service]\nTimeoutStopSec=70\n"
+    assert oct((units_dir / "demo.service").stat().st_mode & 0o777) == "0o644"
+    rc, out = run(capsys, release="r1", **args)
+    assert out["units_changed"] == ["demo.service"]
+    assert (units_dir / "demo.service").read_text() == "[Service]\nTimeoutStopSec=40\n"
+    rc, out = run(capsys, release="r1", **args)
+    assert (out["changed"], out["units_changed"]) == (False, [])
+    assert sorted(os.listdir(units_dir)) == ["demo.service", "demo.socket"]
+
+
+def test_a_release_without_its_units_is_refused_and_nothing_moves(root, tmp_path, capsys):
+    units_dir = tmp_path / "systemd"
+    units_dir.mkdir()
+    _units(stage(root, "r1", "lockA", 20), demo_service="[Service]\n")
+    stage(root, "r0", "lockA", 30)
+    run(capsys, release="r1", root=str(root), units=["demo.service"], units_dir=str(units_dir))
+    rc, out = run(capsys, release="r0", root=str(root), units=["demo.service"], units_dir=str(units_dir))
+    assert rc == 1 and "Release r0 does not carry its units (demo.service missing" in out["msg"]
+    assert link(root, "current") == "releases/r1"
+    assert (units_dir / "demo.service").read_text() == "[Service]\n"
