@@ -47,7 +47,12 @@ def _tree_hash():
 
 
 def release_id(tree, lockfile):
-    """The id the app role computes: code and lockfile together."""
+    """The first part of the id the app role computes (<code>-<config>): code and lockfile together."""
     with open(lockfile, "rb") as handle:
         lock_sha = hashlib.sha256(handle.read()).hexdigest()
     return hashlib.sha256(("%s:%s" % (_tree_hash()(tree), lock_sha)).encode()).hexdigest()[:12]
+
+
+def code_of(release):
+    """The code-and-lockfile part of a release id, without the configuration's digest after the last '-'."""
+    return release.rsplit("-", 1)[0] if isinstance(release, str) else release

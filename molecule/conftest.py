@@ -25,7 +25,7 @@ import testinfra
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(PROJECT, "bench"))
 
-from releases import UNHEALTHY_FASTAPI, release_id, variant  # noqa: E402  (bench/releases.py, shared with the bench)
+from releases import UNHEALTHY_FASTAPI, code_of, release_id, variant  # noqa: E402  (bench/releases.py, shared with the bench)
 
 
 FIGURES = []
@@ -192,11 +192,13 @@ def load(work, ca_file):
 
 @pytest.fixture(scope="session")
 def release():
-    """Release variants of an example app and the id the app role computes for them."""
+    """Release variants of an example app, the code part of the id the app role computes for them
+    (id), and the code part of a full id (code)."""
 
     class Releases:
         variant = staticmethod(variant)
         id = staticmethod(release_id)
+        code = staticmethod(code_of)
         unhealthy_fastapi = UNHEALTHY_FASTAPI
 
     return Releases

@@ -15,7 +15,7 @@ FLASK = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "examples", "flas
 def test_gunicorn_runs_2_cpus_plus_1_gthread_workers_with_4_threads(hosts, children, name):
     host = hosts(name)
     _master, workers = children(host, "demo.service")
-    config = host.file("/etc/demo/gunicorn.conf.py").content_string
+    config = host.file("/srv/demo/current/.pyfleet/gunicorn.conf.py").content_string
     # gthread workers start their threads on demand, so the configuration says it.
     assert len(workers) == 2 * int(host.check_output("nproc")) + 1
     assert 'worker_class = "gthread"' in config and "threads = 4" in config
@@ -25,4 +25,4 @@ def test_flask_answers_through_nginx_with_the_deployed_release(hosts, https, rel
     root = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "provided", "root.pem")
     answer = https(hosts("acme-provided"), "/health", "shop.acme.test", ca=root)
     assert answer.json()["status"] == "ok"
-    assert answer.json()["release"] == release.id(os.path.join(FLASK, "app"), os.path.join(FLASK, "requirements.txt"))
+    assert release.code(answer.json()["release"]) == release.id(os.path.join(FLASK, "app"), os.path.join(FLASK, "requirements.txt"))

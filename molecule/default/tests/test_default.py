@@ -37,24 +37,35 @@ def test_the_gunicorn_socket_is_0660_root_www_data(host):
     assert (socket.is_socket, socket.mode, socket.user, socket.group) == (True, 0o660, "root", "www-data")
 
 
-def test_the_env_file_is_0640_root_app(host):
-    env = host.file("/srv/demo/shared/env")
+def test_the_release_carries_its_env_file_0640_root_app(host):
+    env = host.file("/srv/demo/current/.pyfleet/env")
     assert (env.mode, env.user, env.group) == (0o640, "root", "demo")
 
 
-def test_health_over_https_names_the_deployed_release(host, https, expected):
+def test_the_service_reads_its_config_and_env_from_the_release_and_runs_the_units_it_carries(host):
+    show = host.check_output("systemctl show --property=ExecStart --property=EnvironmentFiles demo.service")
+    assert "--config /srv/demo/current/.pyfleet/gunicorn.conf.py" in show
+    assert "EnvironmentFiles=/srv/demo/current/.pyfleet/env" in show
+    for unit in ("demo.service", "demo.socket"):
+        assert host.file("/etc/systemd/system/" + unit).sha256sum == host.file(
+            "/srv/demo/current/.pyfleet/systemd/" + unit).sha256sum
+
+
+def test_health_over_https_names_the_deployed_release(host, https, expected, release):
     answer = https(host, "/health", NAME)
     assert answer.status == 200
-    assert (answer.json()["status"], answer.json()["release"]) == ("ok", expected["release"])
-    assert answer.header("x-release") == expected["release"]
+    assert (answer.json()["status"], release.code(answer.json()["release"])) == ("ok", expected["release"])
+    assert answer.header("x-release") == answer.json()["release"]
+    assert host.file("/srv/demo/current").linked_to.endswith("/releases/" + answer.json()["release"])
     assert "max-age=63072000" in answer.header("strict-transport-security")
 
 
-def test_release_json_says_what_runs_from_which_lock_and_python_deployed_when_and_by_whom(host, expected):
+def test_release_json_says_what_runs_from_which_lock_and_python_deployed_when_and_by_whom(host, expected, release):
     meta = json.loads(host.file("/srv/demo/current/.release.json").content_string)
     with open(expected["lockfile"], "rb") as handle:
         lock_hash = hashlib.sha256(handle.read()).hexdigest()[:16]
-    assert meta["id"] == expected["release"]
+    assert release.code(meta["id"]) == expected["release"]
+    assert meta["id"].endswith("-" + meta["config"][:8])
     assert meta["lock_hash"] == lock_hash
     assert re.match(r"^3\.[0-9]+\.[0-9]+$", meta["python"])
     assert re.match(r"^20[0-9-]+T[0-9:]+Z$", meta["deployed_at"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import subprocess
 import tempfile
 
@@ -76,13 +77,26 @@ def test_no_secret_reaches_the_journal(from_tarball, hosts):
     assert count.stdout.strip() == "0"
 
 
-def test_the_env_file_is_the_only_file_on_the_host_holding_a_secret(from_tarball, hosts):
-    found = _default_as_root(hosts).run("grep -r -l -I -F -D skip -e '%s' -e '%s' /srv /etc /var /tmp /run /root" % (SECRET, ROTATED))
-    assert found.stdout.split() == ["/srv/demo/shared/env"]
+def test_only_the_releases_env_files_hold_a_secret_each_0640_root_app(from_tarball, hosts):
+    host = _default_as_root(hosts)
+    found = host.run("grep -r -l -I -F -D skip -e '%s' -e '%s' /srv /etc /var /tmp /run /root" % (SECRET, ROTATED))
+    paths = found.stdout.split()
+    assert host.check_output("readlink -f /srv/demo/current") + "/.pyfleet/env" in paths
+    for path in paths:
+        assert re.match(r"^/srv/demo/releases/[0-9a-f]{12}-[0-9a-f]{8}/[.]pyfleet/env$", path), path
+        env = host.file(path)
+        assert (env.mode, env.user, env.group) == (0o640, "root", "demo")
 
 
-def test_the_env_file_holds_the_current_secret(from_tarball, hosts):
-    assert 'DEMO_SECRET="%s"' % SECRET in _default(hosts).file("/srv/demo/shared/env").content_string.splitlines()
+def test_a_rotated_secret_is_a_new_release_and_site_brings_the_one_before_back(from_tarball, hosts):
+    host = _default(hosts)
+    assert 'DEMO_SECRET="%s"' % SECRET in host.file("/srv/demo/current/.pyfleet/env").content_string.splitlines()
+    rotated = host.check_output("grep -l -F -e '%s' /srv/demo/releases/*/.pyfleet/env" % ROTATED).split()
+    assert len(rotated) == 1
+    current = host.check_output("readlink -f /srv/demo/current")
+    assert not rotated[0].startswith(current + "/")
+    # Same code, same lockfile: only the configuration part of the id differs.
+    assert rotated[0].split("/")[4].split("-")[0] == current.rsplit("/", 1)[1].split("-")[0]
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +152,6 @@ class TestSiteRollsBackARelease:
         answer = https(_default(hosts), "/health", "pyfleet-default")
         assert (answer.status, json.loads(answer.body)["release"]) == (200, step["before"])
 
-    def test_current_points_at_the_release_before(self, step, hosts):
+    def test_current_points_at_the_release_before(self, step, hosts, release):
         assert _default(hosts).file("/srv/demo/current").linked_to == "/srv/demo/releases/%s" % step["before"]
-        assert step["bad"] != step["before"]
+        assert step["bad"] != release.code(step["before"])

@@ -53,25 +53,83 @@ def sources(work, release, example):
 
 @pytest.fixture(scope="session")
 def ids(release, sources, locks):
+    """The code part of each release's id (<code>-<config>): what the tests predict from the source."""
     return {"v1": release.id(sources["v1"], locks["v1"]), "v2": release.id(sources["v2"], locks["v1"]),
             "deps": release.id(sources["v2"], locks["deps"])}
 
 
 @pytest.fixture(scope="session")
-def served(hosts):
-    """The release id each app server's Gunicorn reports, asked through its socket."""
+def full_id(hosts):
+    """The whole id of the one release on fleet-app1 whose code part is `code`."""
 
-    def releases():
+    def find(code):
+        found = hosts("fleet-app1").check_output("ls /srv/demo/releases").split()
+        matches = [name for name in found if not name.endswith(".partial") and name.rsplit("-", 1)[0] == code]
+        assert len(matches) == 1, (code, found)
+        return matches[0]
+
+    return find
+
+
+def _socket_get(host, path):
+    out = host.run("curl -sS --max-time 5 --unix-socket /run/demo/gunicorn.sock http://localhost%s" % path)
+    try:
+        return json.loads(out.stdout)
+    except ValueError:
+        return "unreadable: %s %s" % (out.stdout[:80], out.stderr[:80])
+
+
+@pytest.fixture(scope="session")
+def served(hosts, release):
+    """The release each app server's Gunicorn reports through its socket: the code part of its id, or the whole id."""
+
+    def releases(whole=False):
         found = {}
         for name in APP_HOSTS:
-            out = hosts(name).run("curl -sS --max-time 5 --unix-socket /run/demo/gunicorn.sock http://localhost/health")
-            try:
-                found[name] = json.loads(out.stdout).get("release")
-            except ValueError:
-                found[name] = "unreadable: %s %s" % (out.stdout[:80], out.stderr[:80])
-        return found
+            answer = _socket_get(hosts(name), "/health")
+            found[name] = answer.get("release") if isinstance(answer, dict) else answer
+        return found if whole else {name: release.code(value) for name, value in found.items()}
 
     return releases
+
+
+@pytest.fixture(scope="session")
+def worker_env(hosts):
+    """Per app server: the EXAMPLE_* variables its workers see (the example's /config), and whether any
+    process of the service was started with EXAMPLE_COLOR in its environment."""
+
+    def read():
+        found = {}
+        for name in APP_HOSTS:
+            host = hosts(name)
+            started_with = host.run("main=$(systemctl show --property=MainPID --value demo.service); "
+                                    "for pid in $main $(pgrep -P $main); do grep -l -a EXAMPLE_COLOR /proc/$pid/environ; "
+                                    "done; true").stdout.split()
+            found[name] = {"config": _socket_get(host, "/config"), "started_with": started_with}
+        return found
+
+    return read
+
+
+# The files that make a host serve what it serves: where current points, the
+# release's config, environment, modules and units, and the units systemd runs.
+_LIVE_FILES = ("readlink /srv/demo/current; cd /srv/demo/current/.pyfleet && "
+               "for f in $(find . -type f ! -path '*/__pycache__/*' | sort) /etc/systemd/system/demo.service "
+               "/etc/systemd/system/demo.socket; do echo \"$f $(stat -c %.9Y $f) $(sha256sum < $f | cut -c1-64)\"; done")
+
+
+@pytest.fixture(scope="session")
+def live_files(hosts):
+    """Per app server, one line per live file: its path, mtime and sha256 (see _LIVE_FILES)."""
+
+    def read(with_mtime=True):
+        found = {}
+        for name in APP_HOSTS:
+            lines = hosts(name).check_output(_LIVE_FILES).splitlines()
+            found[name] = lines if with_mtime else [re.sub(r" [0-9.]+ ", " ", line, count=1) for line in lines]
+        return found
+
+    return read
 
 
 class _LbConnection(http.client.HTTPSConnection):
@@ -140,7 +198,7 @@ class TestCodeOnlyRollout:
 
     @pytest.fixture(scope="class")
     def step(self, playbooks, load, sources, locks, served, hosts, lb_retries, measured):
-        before = served()
+        before = served(whole=True)
         mark, retried = lb_retries
         since = mark()
 
@@ -175,8 +233,8 @@ class TestCodeOnlyRollout:
     def test_a_code_only_change_is_a_hup_on_every_host(self, step):
         assert step["rollout"].methods == ["hup"]
 
-    def test_the_summary_names_where_each_host_came_from_and_went_to(self, step, ids):
-        assert [(h["host"], h["from"], h["to"]) for h in step["rollout"].report["hosts"]] == [
+    def test_the_summary_names_where_each_host_came_from_and_went_to(self, step, ids, release):
+        assert [(h["host"], h["from"], release.code(h["to"])) for h in step["rollout"].report["hosts"]] == [
             (name, step["before"][name], ids["v2"]) for name in APP_HOSTS]
 
     def test_every_app_server_serves_v2(self, step, served, ids):
@@ -223,15 +281,34 @@ class TestReleaseThatCannotImport:
 
 
 class TestReleaseThatFailsHealth:
-    """rolling_reload of a release that imports but answers 503 on /health: the canary is rolled back."""
+    """rolling_reload of a release that imports but answers 503 on /health, with a new environment
+    variable and a new server setting: the canary is rolled back, config and environment included."""
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, load, sources, locks, measured):
+    def step(self, playbooks, load, sources, locks, measured, live_files):
+        before = live_files()
         # The health deadline only bounds how long the failing release is given (default 30 s).
+        changes = {"rollout_health_timeout": 10, "app_env": {"EXAMPLE_COLOR": "red"}, "gunicorn_timeout": 45}
         rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["unhealthy"], locks["v1"],
-                                                                   extra_vars={"rollout_health_timeout": 10}))
+                                                                   extra_vars=changes))
         measured("fleet, a release that fails health", rollout, traffic)
-        return {"rollout": rollout, "load": traffic}
+        return {"rollout": rollout, "load": traffic, "before": before}
+
+    def test_the_canary_went_live_with_the_new_configuration_before_it_was_rolled_back(self, step):
+        canary = step["rollout"].report["hosts"][0]
+        assert canary["to"].rsplit("-", 1)[1] != canary["from"].rsplit("-", 1)[1], canary
+
+    def test_the_canarys_live_files_are_byte_identical_to_before(self, step, live_files):
+        strip = re.compile(r" [0-9.]+ ")
+        before = [strip.sub(" ", line, count=1) for line in step["before"]["fleet-app1"]]
+        assert live_files(with_mtime=False)["fleet-app1"] == before
+
+    def test_the_hosts_not_started_keep_every_live_file_hash_and_mtime(self, step, live_files):
+        after = live_files()
+        assert {name: after[name] for name in APP_HOSTS[1:]} == {name: step["before"][name] for name in APP_HOSTS[1:]}
+
+    def test_no_worker_holds_the_new_variable(self, step, worker_env):
+        assert worker_env() == dict.fromkeys(APP_HOSTS, {"config": {}, "started_with": []})
 
     def test_fails(self, step):
         assert step["rollout"].rc != 0
@@ -253,14 +330,21 @@ class TestReleaseThatFailsHealth:
         assert set(lb_versions()) == {"v2"}
 
 
+# The new lockfile's release also sets an environment variable and a unit
+# setting (graceful_timeout is in the unit's TimeoutStopSec); TestRollback
+# takes both back.
+_DEPS_CHANGES = {"app_env": {"EXAMPLE_COLOR": "green"}, "gunicorn_graceful_timeout": 25}
+
+
 class TestNewLockfile:
-    """rolling_reload of v2 with a new lockfile: a restart on every host, wheels gathered once."""
+    """rolling_reload of v2 with a new lockfile, environment and unit: a restart on every host, wheels gathered once."""
 
     @pytest.fixture(scope="class")
     def step(self, playbooks, load, sources, locks, lb_retries, measured):
         mark, retried = lb_retries
         since = mark()
-        rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["v2"], locks["deps"]))
+        rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["v2"], locks["deps"],
+                                                                   extra_vars=_DEPS_CHANGES))
         measured("fleet, v2 with a new lockfile", rollout, traffic)
         return {"rollout": rollout, "load": traffic, "retried": retried(since)}
 
@@ -281,6 +365,14 @@ class TestNewLockfile:
     def test_every_app_server_serves_the_new_release(self, step, served, ids):
         assert served() == dict.fromkeys(APP_HOSTS, ids["deps"])
 
+    def test_the_workers_run_with_the_new_environment(self, step, worker_env):
+        assert {name: found["config"] for name, found in worker_env().items()} == dict.fromkeys(
+            APP_HOSTS, {"EXAMPLE_COLOR": "green"})
+
+    def test_systemd_runs_the_unit_the_release_carries(self, step, hosts):
+        for name in APP_HOSTS:
+            assert hosts(name).check_output("systemctl show --property=TimeoutStopUSec --value demo.service") == "35s"
+
     def test_the_wheels_were_downloaded_once_for_three_hosts(self, step):
         blocks = re.findall(r"TASK \[pyfleet\.deploy\.app : Gather the wheels[^\n]*\n((?:[^\n]+\n)+)", step["rollout"].output)
         downloads = sum(block.count("changed: [") for block in blocks)
@@ -296,12 +388,12 @@ class TestWhatChanged:
         return request.param
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, work, sources, locks, ids, compare):
+    def step(self, playbooks, work, sources, locks, ids, compare, full_id):
         out = os.path.join(work, "what_changed-%s.json" % compare)
         args = ("-e", "rollout_diff_json=%s" % out)
         if compare == "v1":
-            args += ("-e", "rollout_diff_from=%s" % ids["v1"])
-        rollout = playbooks.run("what_changed", sources["v2"], locks["deps"], args=args)
+            args += ("-e", "rollout_diff_from=%s" % full_id(ids["v1"]))
+        rollout = playbooks.run("what_changed", sources["v2"], locks["deps"], _DEPS_CHANGES, args=args)
         found = {}
         if os.path.exists(out):
             with open(out, encoding="utf-8") as handle:
@@ -311,8 +403,9 @@ class TestWhatChanged:
     def test_exits_0(self, step):
         assert step["rollout"].rc == 0, step["rollout"].output[-3000:]
 
-    def test_every_app_server_compares_the_same_two_releases(self, step, ids):
-        pairs = {(r.get("from", {}).get("id"), r.get("to", {}).get("id")) for r in step["results"].values()}
+    def test_every_app_server_compares_the_same_two_releases(self, step, ids, release):
+        pairs = {(release.code(r.get("from", {}).get("id")), release.code(r.get("to", {}).get("id")))
+                 for r in step["results"].values()}
         assert sorted(step["results"]) == APP_HOSTS
         assert pairs == {(step["from"], ids["deps"])}
 
@@ -328,9 +421,10 @@ class TestWhatChanged:
         assert "(3 hosts)" in step["rollout"].output
 
 
-def test_x_release_through_the_load_balancer_names_the_live_release(lb_get, ids):
+def test_x_release_through_the_load_balancer_names_the_live_release(lb_get, ids, release, served):
     status, headers, body = lb_get("/health")
-    assert (status, headers.get("X-Release"), body.get("release")) == (200, ids["deps"], ids["deps"])
+    assert (status, headers.get("X-Release")) == (200, body.get("release"))
+    assert body["release"] in served(whole=True).values() and release.code(body["release"]) == ids["deps"]
 
 
 class TestRollback:
@@ -348,6 +442,16 @@ class TestRollback:
     def test_every_app_server_serves_its_previous_release_again(self, step, served, ids):
         assert served() == dict.fromkeys(APP_HOSTS, ids["v2"])
 
+    def test_the_environment_comes_back_with_the_code(self, step, worker_env):
+        assert worker_env() == dict.fromkeys(APP_HOSTS, {"config": {}, "started_with": []})
+
+    def test_the_units_come_back_with_the_code(self, step, hosts):
+        for name in APP_HOSTS:
+            host = hosts(name)
+            assert host.file("/etc/systemd/system/demo.service").sha256sum == host.file(
+                "/srv/demo/current/.pyfleet/systemd/demo.service").sha256sum
+            assert host.check_output("systemctl show --property=TimeoutStopUSec --value demo.service") == "40s"
+
     def test_no_request_fails(self, step):
         assert step["load"]["requests"] > 0
         assert step["load"]["failed"] == 0, step["load"]["errors"]
@@ -363,23 +467,25 @@ class TestWorkersBehindCurrent:
     """
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, hosts, served, sources, locks, ids):
+    def step(self, playbooks, hosts, served, sources, locks, ids, full_id):
         host = hosts("fleet-app3")
         assert served()["fleet-app3"] == ids["v2"]
+        whole = {"v2": full_id(ids["v2"]), "deps": full_id(ids["deps"])}
 
         def point_current(release):
             host.check_output("ln -sfn releases/%s /srv/demo/.current.tmp && mv -Tf /srv/demo/.current.tmp /srv/demo/current"
                               % release)
 
-        point_current(ids["deps"])
+        point_current(whole["deps"])
         host.check_output("systemctl restart demo.service")
         deadline = time.monotonic() + 60
         while served()["fleet-app3"] != ids["deps"] and time.monotonic() < deadline:
             time.sleep(1)
         behind = served()["fleet-app3"]
-        point_current(ids["v2"])
+        point_current(whole["v2"])
         rollout = playbooks.run("rolling_reload", sources["v2"], locks["v1"])
-        return {"behind": behind, "rollout": rollout, "hosts": {h["host"]: h for h in rollout.report["hosts"]}}
+        return {"behind": behind, "rollout": rollout, "hosts": {h["host"]: h for h in rollout.report["hosts"]},
+                "whole": whole}
 
     def test_the_host_ran_the_release_before_while_current_named_the_live_one(self, step, ids):
         assert step["behind"] == ids["deps"]
@@ -390,7 +496,7 @@ class TestWorkersBehindCurrent:
     def test_the_host_is_restarted_naming_the_release_its_workers_served(self, step, ids):
         entry = step["hosts"]["fleet-app3"]
         assert (entry["method"], entry["result"]) == ("restart", "ok"), entry
-        assert "workers serve %s, not %s" % (ids["deps"], ids["v2"]) in entry["why"]
+        assert "workers serve %s, not %s" % (step["whole"]["deps"], step["whole"]["v2"]) in entry["why"]
         assert "new virtualenv" in entry["why"]
 
     def test_the_hosts_already_serving_the_release_are_left_alone(self, step):

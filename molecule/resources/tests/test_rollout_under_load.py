@@ -49,7 +49,10 @@ class Case:
 CASES = {
     "default": {
         "trixie-hup": Case("trixie-app", 9446, "trixie.test", "v2"),
-        "uvicorn-hup": Case("uvicorn-app", 9447, "uvicorn.test", "v2"),
+        # A new environment variable with the code: standalone Uvicorn re-reads the
+        # release's env file on HUP, so no restart.
+        "uvicorn-hup": Case("uvicorn-app", 9447, "uvicorn.test", "v2",
+                            extra_vars={"app_env": {"EXAMPLE_COLOR": "blue"}}),
         "uvicorn-new-lockfile": Case("uvicorn-app", 9447, "uvicorn.test", "v2", lockfile=LOCK_DEPS, method="restart"),
         # It imports, so the preflight passes, but its lifespan startup raises, so
         # no new worker ever serves: Uvicorn keeps the old workers, the rollout
@@ -74,14 +77,16 @@ def rollout(request, playbooks, load, release, work, hosts, https, ca_file, meas
                              app=os.path.join(case.app, "app"), module=case.module)
     trust = case.ca_file or ca_file
     before = https(hosts(case.host), "/health", case.name, ca=trust).json()["release"]
+    config_before = https(hosts(case.host), "/config", case.name, ca=trust).json() if case.app == FASTAPI else None
     traffic = load("https://127.0.0.1:%d" % case.port, case.name, clients=40, pause=0.1, label=request.param,
                    ca_file=trust)
     outcome = playbooks.run("rolling_reload", source, case.lockfile, case.extra_vars, args=("--limit", case.host))
     served = traffic.finish()
     after = https(hosts(case.host), "/health", case.name, ca=trust).json()["release"]
+    config_after = https(hosts(case.host), "/config", case.name, ca=trust).json() if case.app == FASTAPI else None
     measured("%s, %s" % (os.environ["MOLECULE_SCENARIO_NAME"], request.param), outcome, served)
     return {"case": case, "rollout": outcome, "load": served, "expected": release.id(source, case.lockfile),
-            "before": before, "after": after}
+            "before": before, "after": after, "config_before": config_before, "config_after": config_after}
 
 
 def test_no_request_fails(rollout):
@@ -105,8 +110,19 @@ def test_the_host_ends_on_the_new_release_or_back_on_the_old_one(rollout):
         assert rollout["rollout"].results == ["rolled back"]
         assert rollout["after"] == rollout["before"]
     else:
-        assert [host["to"] for host in rollout["rollout"].report["hosts"]] == [rollout["expected"]]
-        assert rollout["after"] == rollout["expected"]
+        assert [host["to"] for host in rollout["rollout"].report["hosts"]] == [rollout["after"]]
+        assert rollout["after"].rsplit("-", 1)[0] == rollout["expected"]
+
+
+def test_the_workers_run_with_the_environment_of_the_release_they_serve(rollout):
+    """The FastAPI example shows its EXAMPLE_* variables at /config, as its workers see them."""
+    if rollout["case"].app != FASTAPI:
+        assert rollout["config_after"] is None  # the Flask example has no /config
+    elif rollout["case"].rolled_back:
+        assert rollout["config_after"] == rollout["config_before"]
+    else:
+        env = rollout["case"].extra_vars.get("app_env", {})
+        assert rollout["config_after"] == {name: value for name, value in env.items() if name.startswith("EXAMPLE_")}
 
 
 def test_clients_saw_the_new_version_only_if_it_went_live(rollout):
