@@ -28,8 +28,11 @@ def _change_lines(result, show_diff):
     for item in packages.get("removed", []):
         lines.append("  - %s %s" % (item["name"], item["version"]))
     source = result.get("source") or {}
+    config = result.get("config") or {}
     for mark, field in (("M", "changed"), ("A", "added"), ("D", "removed")):
         lines.extend("  %s %s" % (mark, path) for path in source.get(field, []))
+        lines.extend("  %s .pyfleet/%s" % (mark, path) for path in config.get(field, []))
+        lines.extend("  %s env %s" % (mark, name) for name in config.get("env", {}).get(field, []))
     if show_diff and source.get("diff"):
         lines.extend("    " + line for line in source["diff"].splitlines())
         if source.get("diff_truncated"):

@@ -65,8 +65,11 @@ notes:
   - When both releases use the same virtualenv (their C(.venv) links resolve to the same directory, because they
     were built from the same lock file), the packages are not scanned and RV(packages.same_venv) is V(true).
   - A release without a virtualenv counts as having no packages, with a warning.
-  - The source comparison leaves out C(.venv) and C(__pycache__) directories, C(*.pyc) files and the top-level
-    C(.release.json) and C(.sbom.cdx.json). Symbolic links are not followed; they are compared by their target and are not part of the
+  - The source comparison leaves out C(.venv) and C(__pycache__) directories, C(*.pyc) files, the release's
+    configuration directory C(.pyfleet/) (compared in RV(config)) and the top-level
+    C(.release.json) and C(.sbom.cdx.json).
+  - The configuration is compared by file name only, and the environment file by variable name only: no
+    value of it, secrets included, is ever read into the result. Symbolic links are not followed; they are compared by their target and are not part of the
     diff. File modes and owners are not compared.
   - Files larger than 1 MiB, not valid UTF-8 or containing NUL bytes are not diffed; they are listed in
     RV(source.binary).
@@ -237,6 +240,28 @@ source:
       description: Whether RV(source.diff) was cut to O(diff_lines) lines.
       type: bool
       sample: false
+config:
+  description: Differences between the two releases' configuration (C(.pyfleet/)), by name only.
+  returned: success
+  type: dict
+  contains:
+    added:
+      description: Files only in the newer release's C(.pyfleet/), sorted.
+      type: list
+      elements: str
+    removed:
+      description: Files only in the older release's C(.pyfleet/), sorted.
+      type: list
+      elements: str
+    changed:
+      description: Files of C(.pyfleet/) whose content changed, sorted.
+      type: list
+      elements: str
+      sample: [env, gunicorn.conf.py, systemd/demo.service]
+    env:
+      description: The environment file's variables that were added, removed or changed, by name only.
+      type: dict
+      sample: {added: [EXAMPLE_COLOR], removed: [], changed: [DEMO_SECRET]}
 summary:
   description: One line saying what changed, or V(same release).
   returned: success
@@ -260,6 +285,8 @@ from ansible_collections.pyfleet.deploy.plugins.module_utils.distributions impor
 MAX_DIFF_SIZE = 1024 * 1024
 # Written by the app role into each release; not part of its source.
 RELEASE_METADATA = (".release.json", ".sbom.cdx.json")
+# The release's configuration (environment, server config, modules, units), compared apart from the source.
+CONFIG_DIR = ".pyfleet"
 _MAX_META = 64 * 1024
 _MAX_HEADERS = 256 * 1024
 _CHUNK = 64 * 1024
@@ -438,7 +465,7 @@ def tree_files(root):
         keep = []
         for name in dirnames:
             full = os.path.join(dirpath, name)
-            if name in (".venv", "__pycache__"):
+            if name in (".venv", "__pycache__") or (not rel_dir and name == CONFIG_DIR):
                 continue
             if os.path.islink(full):
                 entries.append(name)  # not followed
@@ -456,6 +483,35 @@ def tree_files(root):
             elif stat.S_ISREG(info.st_mode):
                 files[rel_dir + name] = ("file", _sha256(full))
     return files
+
+
+def _env_lines(path):
+    """The environment file's lines by variable name (NAME=...); the values are only compared, never returned."""
+    found = {}
+    try:
+        with open(path, "rb") as handle:
+            for line in handle:
+                name, sep, _value = line.strip().partition(b"=")
+                if sep and not name.startswith(b"#"):
+                    found[name.decode("utf-8", "replace")] = hashlib.sha256(line.strip()).hexdigest()
+    except FileNotFoundError:
+        pass
+    return found
+
+
+def compare_config(old_root, new_root):
+    """The .pyfleet/ files added, removed and changed, and the env file's variables, by name only."""
+    old, new = ({} if not os.path.isdir(os.path.join(root, CONFIG_DIR)) else tree_files(os.path.join(root, CONFIG_DIR))
+                for root in (old_root, new_root))
+    old_env = _env_lines(os.path.join(old_root, CONFIG_DIR, "env"))
+    new_env = _env_lines(os.path.join(new_root, CONFIG_DIR, "env"))
+    return dict(
+        added=sorted(set(new) - set(old)),
+        removed=sorted(set(old) - set(new)),
+        changed=sorted(p for p in set(old) & set(new) if old[p] != new[p]),
+        env=dict(added=sorted(set(new_env) - set(old_env)), removed=sorted(set(old_env) - set(new_env)),
+                 changed=sorted(n for n in set(old_env) & set(new_env) if old_env[n] != new_env[n])),
+    )
 
 
 def _text_lines(root, rel, entry):
@@ -518,7 +574,7 @@ def compare_sources(old_root, new_root, diff_lines):
     )
 
 
-def summarize(from_id, to_id, packages, source):
+def summarize(from_id, to_id, packages, source, config=None):
     if packages["same_venv"]:
         text = "same virtualenv"
     else:
@@ -527,6 +583,9 @@ def summarize(from_id, to_id, packages, source):
     if source is not None:
         text += "; %s changed, %d added, %d removed" % (
             _plural(len(source["changed"]), "source file"), len(source["added"]), len(source["removed"]))
+    files = len(config["changed"]) + len(config["added"]) + len(config["removed"]) if config else 0
+    if files:
+        text += "; %s changed" % _plural(files, "config file")
     return "%s -> %s: %s" % (from_id, to_id, text)
 
 
@@ -559,6 +618,7 @@ def run_module(module):
         result["packages"] = empty
         if params["source"]:
             result["source"] = dict(added=[], removed=[], changed=[], binary=[], diff="", diff_truncated=False)
+        result["config"] = dict(added=[], removed=[], changed=[], env=dict(added=[], removed=[], changed=[]))
         result["summary"] = "same release"
         return result
 
@@ -573,11 +633,12 @@ def run_module(module):
             result["packages"] = compare_packages(installed_packages(old["venv"]), installed_packages(new["venv"]))
         if params["source"]:
             result["source"] = compare_sources(old["path"], new["path"], params["diff_lines"])
+        result["config"] = compare_config(old["path"], new["path"])
     except OSError as exc:
         module.fail_json(
             msg="cannot compare releases %s and %s: %s" % (from_id, to_id, to_native(exc)), **result)
 
-    result["summary"] = summarize(from_id, to_id, result["packages"], result.get("source"))
+    result["summary"] = summarize(from_id, to_id, result["packages"], result.get("source"), result["config"])
     return result
 
 

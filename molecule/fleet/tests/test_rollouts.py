@@ -417,6 +417,12 @@ class TestWhatChanged:
         changed = {tuple(r.get("source", {}).get("changed", [])) for r in step["results"].values()}
         assert changed == ({()} if compare == "previous" else {("main.py",)})
 
+    def test_the_new_variable_and_unit_are_named_and_no_env_value_is_shown(self, step):
+        configs = [r.get("config") for r in step["results"].values()]
+        assert configs == [{"added": [], "removed": [], "changed": ["env", "systemd/demo.service"],
+                            "env": {"added": ["EXAMPLE_COLOR"], "removed": [], "changed": []}}] * 3
+        assert "  A env EXAMPLE_COLOR" in step["rollout"].output and "green" not in step["rollout"].output
+
     def test_the_report_shows_the_change_once_for_the_three_hosts(self, step):
         assert "(3 hosts)" in step["rollout"].output
 

@@ -217,6 +217,27 @@ def test_ignored_entries_never_show(app, capsys):
     assert "pyc" not in out["source"]["diff"] and "release.json" not in out["source"]["diff"]
 
 
+def test_the_configuration_is_compared_by_name_and_no_env_value_leaves_the_host(app, capsys):
+    link(app, "previous", "r1")
+    link(app, "current", "r2")
+    old = app / "releases" / "r1" / ".pyfleet"
+    new = app / "releases" / "r2" / ".pyfleet"
+    for path, text in ((old / "env", 'KEEP="1"\nSECRET="old-s3cret"\nGONE="x"\n'),
+                       (new / "env", 'KEEP="1"\nSECRET="new-s3cret"\nADDED="y"\n'),
+                       (old / "gunicorn.conf.py", "timeout = 30\n"), (new / "gunicorn.conf.py", "timeout = 45\n"),
+                       (old / "systemd" / "demo.service", "[Service]\n"), (new / "systemd" / "demo.service", "[Service]\n"),
+                       (new / "__pycache__" / "x.pyc", "")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    rc, out = run(capsys, app_root=str(app), diff_lines=1000)
+    assert rc == 0, out
+    assert out["config"] == {"added": [], "removed": [], "changed": ["env", "gunicorn.conf.py"],
+                             "env": {"added": ["ADDED"], "removed": ["GONE"], "changed": ["SECRET"]}}
+    assert not [p for p in out["source"]["added"] + out["source"]["changed"] if p.startswith(".pyfleet")]
+    assert "s3cret" not in json.dumps(out)
+    assert out["summary"].endswith("; 2 config files changed")
+
+
 # Explicit ids
 
 
@@ -282,6 +303,7 @@ def test_same_release(app, capsys, monkeypatch):
     assert out["packages"] == {"same_venv": True, "added": [], "removed": [], "changed": []}
     assert out["source"] == {"added": [], "removed": [], "changed": [], "binary": [], "diff": "",
                              "diff_truncated": False}
+    assert out["config"] == {"added": [], "removed": [], "changed": [], "env": {"added": [], "removed": [], "changed": []}}
 
 
 # Failures
