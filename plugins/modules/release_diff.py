@@ -68,7 +68,7 @@ notes:
   - The source comparison leaves out C(.venv) and C(__pycache__) directories, C(*.pyc) files, the release's
     configuration directory C(.pyfleet/) (compared in RV(config)) and the top-level
     C(.release.json) and C(.sbom.cdx.json).
-  - The configuration is compared by file name only, and the environment file by variable name only: no
+  - The configuration is compared by file name only, and the environment file by variable name only; no
     value of it, secrets included, is ever read into the result. Symbolic links are not followed; they are compared by their target and are not part of the
     diff. File modes and owners are not compared.
   - Files larger than 1 MiB, not valid UTF-8 or containing NUL bytes are not diffed; they are listed in

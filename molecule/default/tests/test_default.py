@@ -42,6 +42,15 @@ def test_the_release_carries_its_env_file_0640_root_app(host):
     assert (env.mode, env.user, env.group) == (0o640, "root", "demo")
 
 
+def test_the_workers_see_the_environment_as_systemd_reads_the_env_file(host):
+    """systemd gave the master its environment at start; the config re-applies the file on every load."""
+    master = host.check_output("systemctl show --property=MainPID --value demo.service")
+    started = dict(line.split("=", 1) for line in host.check_output("tr '\\0' '\\n' < /proc/%s/environ" % master).splitlines()
+                   if line.startswith("EXAMPLE_"))
+    shown = json.loads(host.check_output("curl -sS --max-time 5 --unix-socket %s http://localhost/config" % SOCKET))
+    assert shown == started == {"EXAMPLE_QUOTED": 'say "hi" \\ back\\slash $HOME'}
+
+
 def test_the_service_reads_its_config_and_env_from_the_release_and_runs_the_units_it_carries(host):
     show = host.check_output("systemctl show --property=ExecStart --property=EnvironmentFiles demo.service")
     assert "--config /srv/demo/current/.pyfleet/gunicorn.conf.py" in show

@@ -36,8 +36,10 @@ def read(path):
     return found
 
 
-def apply(path, environ=os.environ):
-    """Make ``environ`` hold exactly the file's variables among those applied; return their names."""
+def apply(path, environ=None):
+    """Make ``environ`` (this process's by default) hold exactly the file's variables among those applied;
+    return their names."""
+    environ = os.environ if environ is None else environ
     wanted = read(path)
     for name in environ.get(APPLIED, "").split(","):
         if name and name not in wanted:
