@@ -17,7 +17,8 @@ description:
   - Refuses a release that is not complete on the host, that is one without its C(.venv) link.
     Nothing is moved then.
   - Then prunes, whether or not it switched. Releases beyond the O(keep) newest are removed,
-    never the current or the previous one. Virtualenvs (C(<root>/venvs/*)) that no kept release
+    never the current or the previous one, and so is any C(<id>.partial) directory a failed
+    staging left. Virtualenvs (C(<root>/venvs/*)) that no kept release
     links to are removed too.
   - With O(units), it then installs the release's systemd units, C(.pyfleet/systemd/<name>) in
     the release, as C(<units_dir>/<name>), each only where its bytes differ, written to a
@@ -154,6 +155,8 @@ pruned_venvs:
 import os
 import shutil
 
+PARTIAL = ".partial"  # a release the app role is still staging (releases/<id>.partial)
+
 from ansible.module_utils.basic import AnsibleModule
 
 
@@ -201,16 +204,23 @@ def _releases_by_age(releases_dir):
     found = []
     for name in os.listdir(releases_dir):
         path = os.path.join(releases_dir, name)
-        if os.path.isdir(path) and not os.path.islink(path):
+        if os.path.isdir(path) and not os.path.islink(path) and not name.endswith(PARTIAL):
             found.append((os.stat(path).st_mtime, name))
     return [name for _mtime, name in sorted(found, reverse=True)]
 
 
 def plan_prune(root, keep, protected):
-    """The releases and virtualenvs to remove: (release ids, venv paths)."""
+    """The releases and virtualenvs to remove: (release ids, venv paths).
+
+    Releases still being staged (<id>.partial) count as none: at a switch, under the deploy lock,
+    one is what a failed staging left, and it goes too.
+    """
     releases_dir = os.path.join(root, "releases")
     ordered = _releases_by_age(releases_dir)
     doomed = [name for name in ordered[keep:] if name not in protected]
+    doomed += sorted(name for name in os.listdir(releases_dir)
+                     if name.endswith(PARTIAL) and os.path.isdir(os.path.join(releases_dir, name))
+                     and not os.path.islink(os.path.join(releases_dir, name)))
     used = set()
     for name in ordered:
         if name in doomed:

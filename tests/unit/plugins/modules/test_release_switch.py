@@ -101,6 +101,17 @@ def test_prune_keeps_the_newest_and_never_current_or_previous_and_drops_unused_v
     assert sorted(os.path.basename(p) for p in out["pruned_venvs"]) == ["lockDead", "orphan"]
 
 
+def test_a_partial_release_left_by_a_failed_staging_is_removed_and_counts_as_no_release(root, capsys):
+    stage(root, "r1", "lockA", 30)
+    stage(root, "r2", "lockA", 20)
+    run(capsys, root=str(root), release="r1")
+    (root / "releases" / "r3.partial" / ".pyfleet").mkdir(parents=True)
+    rc, out = run(capsys, root=str(root), release="r2", keep=2)
+    assert rc == 0, out
+    assert sorted(os.listdir(root / "releases")) == ["r1", "r2"]
+    assert out["pruned_releases"] == ["r3.partial"]
+
+
 def test_check_mode_reports_the_switch_and_the_prune_but_changes_nothing(root, capsys):
     stage(root, "r1", "lockA", 20)
     run(capsys, root=str(root), release="r1")
