@@ -251,16 +251,35 @@ def https(ca_file):
     return get
 
 
+def _load(name, *path):
+    """A module of this checkout, loaded from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(PROJECT, *path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def worker_count():
     """pyfleet.deploy.worker_count, the filter that sizes the workers, loaded from this checkout."""
-    import importlib.util
+    return _load("pyfleet_worker_count", "plugins", "filter", "worker_count.py").worker_count
 
-    spec = importlib.util.spec_from_file_location("pyfleet_worker_count",
-                                                  os.path.join(PROJECT, "plugins", "filter", "worker_count.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.worker_count
+
+@pytest.fixture(scope="session")
+def release_env(work):
+    """release_env(host): the variables of the env file of the release `current` names on the host, read as
+    the server's config reads them (roles/gunicorn/files/pyfleet_env.py)."""
+    read = _load("pyfleet_env", "roles", "gunicorn", "files", "pyfleet_env.py").read
+
+    def variables(host):
+        path = os.path.join(work, "env-%d" % time.monotonic_ns())
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(host.file("/srv/demo/current/.pyfleet/env").content_string)
+        return read(path)
+
+    return variables
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,7 @@ CASES = {
 
 
 @pytest.fixture(scope="module", params=list(CASES), ids=list(CASES))
-def rollout(request, playbooks, load, release, work, hosts, https, ca_file, measured):
+def rollout(request, playbooks, load, release, work, hosts, https, ca_file, measured, release_env):
     case = CASES[request.param]
     source = release.variant(work, request.param, case.version, extra_code=case.extra_code,
                              app=os.path.join(case.app, "app"), module=case.module)
@@ -84,9 +84,11 @@ def rollout(request, playbooks, load, release, work, hosts, https, ca_file, meas
     served = traffic.finish()
     after = https(hosts(case.host), "/health", case.name, ca=trust).json()["release"]
     config_after = https(hosts(case.host), "/config", case.name, ca=trust).json() if case.app == FASTAPI else None
+    env_after = {name: value for name, value in release_env(hosts(case.host)).items() if name.startswith("EXAMPLE_")}
     measured("%s, %s" % (os.environ["MOLECULE_SCENARIO_NAME"], request.param), outcome, served)
     return {"case": case, "rollout": outcome, "load": served, "expected": release.id(source, case.lockfile),
-            "before": before, "after": after, "config_before": config_before, "config_after": config_after}
+            "before": before, "after": after, "config_before": config_before, "config_after": config_after,
+            "env_after": env_after}
 
 
 def test_no_request_fails(rollout):
@@ -118,11 +120,12 @@ def test_the_workers_run_with_the_environment_of_the_release_they_serve(rollout)
     """The FastAPI example shows its EXAMPLE_* variables at /config, as its workers see them."""
     if rollout["case"].app != FASTAPI:
         assert rollout["config_after"] is None  # the Flask example has no /config
-    elif rollout["case"].rolled_back:
+        return
+    assert rollout["config_after"] == rollout["env_after"]
+    if rollout["case"].rolled_back:
         assert rollout["config_after"] == rollout["config_before"]
-    else:
-        env = rollout["case"].extra_vars.get("app_env", {})
-        assert rollout["config_after"] == {name: value for name, value in env.items() if name.startswith("EXAMPLE_")}
+    for name, value in rollout["case"].extra_vars.get("app_env", {}).items():
+        assert rollout["config_after"].get(name) == value
 
 
 def test_clients_saw_the_new_version_only_if_it_went_live(rollout):
