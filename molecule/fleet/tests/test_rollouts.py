@@ -419,7 +419,8 @@ class TestWhatChanged:
 
     def test_the_new_variable_and_unit_are_named_and_no_env_value_is_shown(self, step):
         configs = [r.get("config") for r in step["results"].values()]
-        assert configs == [{"added": [], "removed": [], "changed": ["env", "systemd/demo.service"],
+        # graceful_timeout is in gunicorn.conf.py and in the unit's TimeoutStopSec.
+        assert configs == [{"added": [], "removed": [], "changed": ["env", "gunicorn.conf.py", "systemd/demo.service"],
                             "env": {"added": ["EXAMPLE_COLOR"], "removed": [], "changed": []}}] * 3
         assert "  A env EXAMPLE_COLOR" in step["rollout"].output and "green" not in step["rollout"].output
 
