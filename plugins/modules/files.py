@@ -12,7 +12,7 @@ version_added: 0.5.0
 author: pyfleet.deploy developers (@pyfleet-deploy)
 description:
   - Makes each entry of O(files) what it says, in order. An entry is a directory, a file with the
-    given content, or nothing.
+    given content, a symbolic link, or nothing.
   - A file is only written when its content differs. It is written to a temporary file in the same
     directory, given its owner, group and mode, and renamed over the old one, so a reader sees the
     old or the new content, never a partial one. When only the owner, group or mode differ, they
@@ -39,12 +39,18 @@ options:
         description:
           - V(file) writes O(files[].content).
           - V(directory) creates the directory (not its parents).
-          - V(absent) removes a file or an empty directory.
+          - V(link) makes the entry a symbolic link to O(files[].src), replaced by a rename when it
+            pointed elsewhere.
+          - V(absent) removes a file, a link, or a directory with everything in it.
         type: str
-        choices: [file, directory, absent]
+        choices: [file, directory, link, absent]
         default: file
       content:
         description: The file's content, for O(files[].state=file).
+        type: str
+      src:
+        description: The target of the link, for O(files[].state=link), written as given (it may be
+          relative to the link's directory).
         type: str
       owner:
         description: Name of the owner.
@@ -55,7 +61,7 @@ options:
         type: str
         default: root
       mode:
-        description: Octal mode, such as V(0640).
+        description: Octal mode, such as V(0640). Links have none.
         type: str
         default: "0644"
 extends_documentation_fragment:
@@ -118,6 +124,7 @@ changed_paths:
 import grp
 import os
 import pwd
+import shutil
 import stat
 import tempfile
 
@@ -188,9 +195,23 @@ def apply_entry(module, entry, diffs):
             return False
         if not check:
             if stat.S_ISDIR(info.st_mode):
-                os.rmdir(path)
+                shutil.rmtree(path)
             else:
                 os.unlink(path)
+        return True
+    if state == "link":
+        if not entry["src"]:
+            module.fail_json(msg="%s: src is required with state=link" % path)
+        if info is not None and stat.S_ISLNK(info.st_mode) and os.readlink(path) == entry["src"]:
+            return False
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            module.fail_json(msg="%s exists and is a directory, not a link" % path)
+        if not check:
+            tmp = os.path.join(os.path.dirname(path), ".%s.pyfleet-link" % os.path.basename(path))
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.symlink(entry["src"], tmp)
+            os.rename(tmp, path)
         return True
     uid, gid, mode = _ids(module, entry)
     if state == "directory":
@@ -228,8 +249,9 @@ def main():
                 required=True,
                 options=dict(
                     path=dict(type="path", required=True),
-                    state=dict(type="str", choices=["file", "directory", "absent"], default="file"),
+                    state=dict(type="str", choices=["file", "directory", "link", "absent"], default="file"),
                     content=dict(type="str"),
+                    src=dict(type="str"),
                     owner=dict(type="str", default="root"),
                     group=dict(type="str", default="root"),
                     mode=dict(type="str", default="0644"),

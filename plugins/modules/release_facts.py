@@ -290,7 +290,7 @@ def _release_config(release_dir):
         return None
 
 
-def service_state(module, proc, service, releases_dir, release=None):
+def service_state(module, proc, service, releases_dir, compare_to=None):
     systemctl = module.get_bin_path("systemctl", required=True)
     rc, out, err = module.run_command([systemctl, "show", "--property=ActiveState,MainPID,NeedDaemonReload", service])
     if rc != 0:
@@ -323,7 +323,7 @@ def service_state(module, proc, service, releases_dir, release=None):
     return dict(active_state=props.get("ActiveState", ""), main_pid=main_pid, exe=exe, serving=sorted(serving),
                 venvs=sorted(venvs), enabled=all(enabled.values()),
                 need_daemon_reload=props.get("NeedDaemonReload", "no") == "yes",
-                differs=pyfleet_differences(releases_dir, release, serving) if release else [])
+                differs=pyfleet_differences(releases_dir, compare_to, serving) if compare_to else [])
 
 
 def run_module(module, proc):

@@ -52,9 +52,12 @@ def test_the_workers_see_the_environment_as_systemd_reads_the_env_file(host):
 
 
 def test_the_service_reads_its_config_and_env_from_the_release_and_runs_the_units_it_carries(host):
-    show = host.check_output("systemctl show --property=ExecStart --property=EnvironmentFiles demo.service")
+    show = host.check_output("systemctl show --property=ExecStart --property=EnvironmentFiles "
+                             "--property=WorkingDirectory demo.service")
     assert "--config /srv/demo/current/.pyfleet/gunicorn.conf.py" in show
     assert "EnvironmentFiles=/srv/demo/current/.pyfleet/env" in show
+    # Not a release: Gunicorn re-checks its start directory on every HUP, and releases get pruned.
+    assert "WorkingDirectory=/srv/demo" in show.splitlines()
     for unit in ("demo.service", "demo.socket"):
         assert host.file("/etc/systemd/system/" + unit).sha256sum == host.file(
             "/srv/demo/current/.pyfleet/systemd/" + unit).sha256sum

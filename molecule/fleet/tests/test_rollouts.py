@@ -101,11 +101,17 @@ def worker_env(hosts):
     def read():
         found = {}
         for name in APP_HOSTS:
-            host = hosts(name)
-            started_with = host.run("main=$(systemctl show --property=MainPID --value demo.service); "
-                                    "for pid in $main $(pgrep -P $main); do grep -l -a EXAMPLE_COLOR /proc/$pid/environ; "
-                                    "done; true").stdout.split()
-            found[name] = {"config": _socket_get(host, "/config"), "started_with": started_with}
+            # One command per host: the workers' /config on the first line, then the processes' environ files.
+            out = hosts(name).run(
+                "curl -sS --max-time 5 --unix-socket /run/demo/gunicorn.sock http://localhost/config; echo; "
+                "main=$(systemctl show --property=MainPID --value demo.service); "
+                "for pid in $main $(pgrep -P $main); do grep -l -a EXAMPLE_COLOR /proc/$pid/environ; done; true")
+            config, _newline, started_with = out.stdout.partition("\n")
+            try:
+                config = json.loads(config)
+            except ValueError:
+                config = "unreadable: %s %s" % (config[:80], out.stderr[:80])
+            found[name] = {"config": config, "started_with": started_with.split()}
         return found
 
     return read
@@ -454,10 +460,10 @@ class TestRollback:
 
     def test_the_units_come_back_with_the_code(self, step, hosts):
         for name in APP_HOSTS:
-            host = hosts(name)
-            assert host.file("/etc/systemd/system/demo.service").sha256sum == host.file(
-                "/srv/demo/current/.pyfleet/systemd/demo.service").sha256sum
-            assert host.check_output("systemctl show --property=TimeoutStopUSec --value demo.service") == "40s"
+            out = hosts(name).check_output(
+                "sha256sum < /etc/systemd/system/demo.service; sha256sum < /srv/demo/current/.pyfleet/systemd/demo.service; "
+                "systemctl show --property=TimeoutStopUSec --value demo.service").split("\n")
+            assert (out[0] == out[1], out[2]) == (True, "40s"), (name, out)
 
     def test_no_request_fails(self, step):
         assert step["load"]["requests"] > 0

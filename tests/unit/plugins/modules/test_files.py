@@ -103,3 +103,23 @@ def test_a_directory_where_a_file_should_be_is_refused(tmp_path, capsys):
     (tmp_path / "a").mkdir()
     rc, out = run(capsys, [entry(tmp_path / "a", content="a")])
     assert rc == 1 and "is not a regular file" in out["msg"]
+
+
+def test_a_link_is_made_repointed_by_rename_and_left_alone_when_it_points_right(tmp_path, capsys):
+    link = tmp_path / ".venv"
+    rc, out = run(capsys, [entry(link, state="link", src="../venvs/a")])
+    assert (rc, out["changed_paths"], os.readlink(link)) == (0, [str(link)], "../venvs/a")
+    rc, out = run(capsys, [entry(link, state="link", src="../venvs/b")])
+    assert (out["changed_paths"], os.readlink(link)) == ([str(link)], "../venvs/b")
+    rc, out = run(capsys, [entry(link, state="link", src="../venvs/b")])
+    assert out["changed"] is False
+    assert sorted(os.listdir(tmp_path)) == [".venv"]
+
+
+def test_absent_removes_a_directory_with_everything_in_it_and_a_directory_follows(tmp_path, capsys):
+    partial = tmp_path / "r1.partial"
+    (partial / "pkg").mkdir(parents=True)
+    (partial / "pkg" / "mod.py").write_text("x = 1\n")
+    rc, out = run(capsys, [entry(partial, state="absent"), entry(partial, state="directory", mode="0755")])
+    assert rc == 0, out
+    assert (out["changed_paths"], os.listdir(partial)) == ([str(partial), str(partial)], [])

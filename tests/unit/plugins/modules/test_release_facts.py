@@ -162,3 +162,29 @@ def test_the_release_config_digest_is_read_from_its_metadata(root, capsys):
     (release / ".release.json").write_text('{"id": "r1-9c1f0a7e", "config": "9c1f0a7e"}')
     rc, out = run(capsys, root=str(root), release="r1-9c1f0a7e")
     assert (rc, out["release_staged"], out["release_config"]) == (0, True, "9c1f0a7e")
+
+
+def test_the_service_names_the_pyfleet_files_of_the_target_that_differ_from_what_runs(root, tmp_path, capsys,
+                                                                                        monkeypatch):
+    proc = tmp_path / "proc"
+    releases = root / "releases"
+    _pyfleet(releases / "r1", {"env": "A=1\n", "systemd/demo.service": "[Service]\n"})
+    _pyfleet(releases / "r2", {"env": "A=2\n", "systemd/demo.service": "[Service]\n"})
+    (root / "venvs" / "lockA").mkdir()
+    for name in ("r1", "r2"):
+        (releases / name / ".venv").symlink_to(root / "venvs" / "lockA")
+    for pid, (ppid, cwd) in {100: (1, "/"), 101: (100, str(releases / "r1"))}.items():
+        piddir = proc / str(pid)
+        piddir.mkdir(parents=True)
+        (piddir / "stat").write_text(stat_line(pid, "gunicorn", "S", ppid, 1000 + pid))
+        (piddir / "cmdline").write_bytes(b"gunicorn\0")
+        (piddir / "cwd").symlink_to(cwd)
+    monkeypatch.setattr(release_facts, "PROC_ROOT", str(proc))
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, required=False, opt_dirs=None: "/bin/systemctl")
+    monkeypatch.setattr(AnsibleModule, "run_command", lambda self, cmd, **kwargs: (
+        (0, "enabled\n", "") if "--property=UnitFileState" in cmd
+        else (0, "MainPID=100\nActiveState=active\nNeedDaemonReload=yes\n", "")))
+    rc, out = run(capsys, root=str(root), service="demo.service", release="r2")
+    assert rc == 0, out
+    assert (out["service"]["serving"], out["service"]["differs"], out["service"]["need_daemon_reload"]) == (
+        ["r1"], ["env"], True)
