@@ -164,8 +164,7 @@ def test_the_release_config_digest_is_read_from_its_metadata(root, capsys):
     assert (rc, out["release_staged"], out["release_config"]) == (0, True, "9c1f0a7e")
 
 
-def test_the_service_names_the_pyfleet_files_of_the_target_that_differ_from_what_runs(root, tmp_path, capsys,
-                                                                                        monkeypatch):
+def test_the_service_names_the_target_pyfleet_files_that_differ(root, tmp_path, capsys, monkeypatch):
     proc = tmp_path / "proc"
     releases = root / "releases"
     _pyfleet(releases / "r1", {"env": "A=1\n", "systemd/demo.service": "[Service]\n"})
