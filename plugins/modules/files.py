@@ -126,10 +126,10 @@ import os
 import pwd
 import shutil
 import stat
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
+from ansible_collections.pyfleet.deploy.plugins.module_utils.atomic import replace_link, write_file
 
 
 def _ids(module, entry):
@@ -166,22 +166,6 @@ def _read(path):
         return None
 
 
-def _write(path, data, uid, gid, mode):
-    handle, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=os.path.dirname(path))
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chown(tmp, uid, gid)
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def apply_entry(module, entry, diffs):
     """Make one entry what it says; return True if it changed (or would)."""
     path, state = entry["path"], entry["state"]
@@ -207,11 +191,7 @@ def apply_entry(module, entry, diffs):
         if info is not None and stat.S_ISDIR(info.st_mode):
             module.fail_json(msg="%s exists and is a directory, not a link" % path)
         if not check:
-            tmp = os.path.join(os.path.dirname(path), ".%s.pyfleet-link" % os.path.basename(path))
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-            os.symlink(entry["src"], tmp)
-            os.rename(tmp, path)
+            replace_link(path, entry["src"])
         return True
     uid, gid, mode = _ids(module, entry)
     if state == "directory":
@@ -235,7 +215,7 @@ def apply_entry(module, entry, diffs):
             diffs.append(dict(before_header=path, after_header=path,
                               before=(before or b"").decode("utf-8", "replace"), after=entry["content"]))
         if not check:
-            _write(path, data, uid, gid, mode)
+            write_file(path, data, mode, uid, gid)
         return True
     return _fix_attributes(path, info, uid, gid, mode, check)
 

@@ -158,6 +158,7 @@ import shutil
 PARTIAL = ".partial"  # a release the app role is still staging (releases/<id>.partial)
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pyfleet.deploy.plugins.module_utils.atomic import replace_link, write_file
 
 
 def _readlink(path):
@@ -169,11 +170,7 @@ def _readlink(path):
 
 def _relink(root, name, release):
     """Point <root>/<name> at releases/<release> with a temporary link and rename(2)."""
-    tmp = os.path.join(root, ".%s.tmp" % name)
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(os.path.join("releases", release), tmp)
-    os.rename(tmp, os.path.join(root, name))
+    replace_link(os.path.join(root, name), os.path.join("releases", release))
 
 
 def install_units(module, release_dir, names, units_dir):
@@ -192,11 +189,7 @@ def install_units(module, release_dir, names, units_dir):
         written.append(name)
         if module.check_mode:
             continue
-        tmp = os.path.join(units_dir, ".%s.pyfleet-tmp" % name)
-        with open(tmp, "wb") as handle:
-            handle.write(wanted)
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, dest)
+        write_file(dest, wanted, 0o644)
     return written
 
 
