@@ -32,7 +32,7 @@ export MOLECULE_NO_LOG := false
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: help test test-fast collection-link host venv image lint unit ansible-test molecule build demo demo-clean bench lock clean
+.PHONY: help test test-fast collection-link host venv image lint unit ansible-test molecule build demo demo-clean bench bench-speed lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -83,16 +83,11 @@ ansible-test: venv ## ansible-test sanity and units, on a copy laid out as ansib
 build: venv ## Build the collection tarball into .cache/dist
 	ansible-galaxy collection build --force --output-path .cache/dist
 
-# Each scenario's output is kept in .cache/logs/<scenario>.log; the run ends
-# with each scenario's time and the summary line of its testinfra verifiers.
+# Every scenario converges side by side, then each one's verifiers run alone
+# (scripts/molecule-suite.sh); the run ends with each scenario's times and the
+# summary line of its testinfra verifiers.
 molecule: venv image ## Run every Molecule scenario
-	@mkdir -p $(LOGS); rm -f $(LOGS)/summary.txt
-	@for scenario in $(SCENARIOS); do \
-	  echo "=== molecule test -s $$scenario"; start=$$(date +%s); \
-	  molecule test -s $$scenario 2>&1 | tee $(LOGS)/$$scenario.log || { echo "=== $$scenario FAILED (log: $(LOGS)/$$scenario.log)"; exit 1; }; \
-	  { echo "  $$scenario: $$(( $$(date +%s) - start )) s"; \
-	    grep -E '^=+ .*(passed|failed).* in [0-9.]+s.* =+$$' $(LOGS)/$$scenario.log | tail -1; } >> $(LOGS)/summary.txt; \
-	done
+	@bash scripts/molecule-suite.sh $(LOGS) $(SCENARIOS)
 
 molecule-%: venv image ## Run one Molecule scenario, e.g. make molecule-fleet
 	molecule test -s $*
@@ -109,6 +104,9 @@ bench: venv image ## Zero-downtime benchmark on the fleet hosts (about 20 min)
 	molecule converge -s fleet
 	molecule side-effect -s fleet
 	molecule destroy -s fleet
+
+bench-speed: venv image ## Rollout seconds, 3 and 12 hosts, this tree beside the 0.4.0 engine (about 35 min)
+	python bench/rollout_speed.py
 
 lock: ## Re-resolve requirements-dev.in into requirements-dev.txt
 	rm -rf .cache/lockvenv && $(PYTHON) -m venv .cache/lockvenv

@@ -1,0 +1,265 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright (c) pyfleet.deploy developers
+"""Rollout seconds for 3 and 12 hosts: this tree beside the 0.4.0 engine, in one run.
+
+Two fleets of light hosts (the Molecule host image, each with 2 Gunicorn
+workers, reached over SSH as ``deploy`` with passwordless sudo and pipelining)
+are created side by side: one load balancer and 12 app servers each. One fleet
+is converged by the collection as released in 0.4.0 (built from the git
+commit ``--old-ref``), the other by this tree. Then, round after round, each
+engine ships a new code-only release (``bench/releases.py`` variants, the
+same lockfile) with ``pyfleet.deploy.rolling_reload`` and the default batches,
+alternating between the engines so that both see the same machine:
+
+* to 3 app servers (``--limit``) and to all 12, with no load;
+* to 3 app servers under the fleet verifier's load through that fleet's
+  balancer: 100 clients, each pausing 0.25 s between requests (about 330
+  requests/s), half on keep-alive connections, one in ten holding 1 s
+  requests. Every failed request is counted.
+
+``forks`` is 13: a play reaches the balancer and all 12 app servers at once,
+so no host waits for a free fork; the hosts' work is mostly waiting on SSH
+round trips, not on the controller's two cores.
+
+The seconds are the whole ``ansible-playbook`` run, validation to report.
+Figures go to ``.cache/bench/rollout_speed-<time>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+from releases import variant  # noqa: E402
+
+RESOURCES = os.path.join(PROJECT, "molecule", "resources")
+EXAMPLE = os.path.join(PROJECT, "examples", "fastapi")
+ENGINES = {
+    # name: (first SSH port, the balancer's published HTTPS port)
+    "old": (2301, 9501),
+    "new": (2341, 9502),
+}
+FORKS = 13
+
+
+def run(argv, **kwargs):
+    print("$ " + " ".join(argv), flush=True)
+    return subprocess.run(argv, check=True, **kwargs)
+
+
+def collection(work, engine, ref):
+    """Build and install the collection of ``ref`` (None: this tree) into its own collections path."""
+    source = PROJECT
+    if ref:
+        source = os.path.join(work, "src-" + engine)
+        os.makedirs(source)
+        archive = subprocess.run(["git", "-C", PROJECT, "archive", ref], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", source], input=archive, check=True)
+    dist = os.path.join(work, "dist-" + engine)
+    path = os.path.join(work, "collections-" + engine)
+    run(["ansible-galaxy", "collection", "build", "--force", "--output-path", dist, source], stdout=subprocess.DEVNULL)
+    run(["ansible-galaxy", "collection", "install", "--offline", "--no-deps", "--force", "-p", path]
+        + glob.glob(os.path.join(dist, "*.tar.gz")), stdout=subprocess.DEVNULL)
+    return path
+
+
+def platforms(hosts):
+    """Molecule-style platforms for both fleets: ssh on 127.0.0.1:<port>, HTTPS of each balancer."""
+    result = []
+    for engine, (ssh, https) in ENGINES.items():
+        result.append({"name": "speed-%s-lb" % engine, "published_ports": [
+            "127.0.0.1:%d:443" % https, "127.0.0.1:%d:22" % ssh]})
+        for index in range(1, hosts + 1):
+            result.append({"name": "speed-%s-app%d" % (engine, index),
+                           "published_ports": ["127.0.0.1:%d:22" % (ssh + index)]})
+    return result
+
+
+def inventory(work, engine, hosts):
+    ssh_dir = os.path.join(work, "hosts", "ssh")
+    first_port = ENGINES[engine][0]
+    directory = os.path.join(work, "inventory-" + engine)
+    os.makedirs(directory, exist_ok=True)
+    data = {"all": {
+        "vars": {
+            "ansible_connection": "ansible.builtin.ssh",
+            "ansible_host": "127.0.0.1",
+            "ansible_user": "deploy",
+            "ansible_ssh_private_key_file": os.path.join(ssh_dir, "id_ed25519"),
+            "ansible_ssh_common_args": "-F /dev/null -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
+                                       "-o UserKnownHostsFile=%s/known_hosts -o ControlPath=/tmp/pyfleet-ssh-%%C"
+                                       % ssh_dir,
+            "ansible_ssh_pipelining": True,
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "app_name": "demo",
+            "app_source": {"type": "dir", "path": os.path.join(EXAMPLE, "app")},
+            "app_requirements": os.path.join(EXAMPLE, "requirements.txt"),
+            "app_install_mode": "wheelhouse",
+            "app_wheelhouse_cache": os.path.join(work, "wheelhouse-" + engine),
+            "app_secrets": {"DEMO_SECRET": "bench-secret-value"},
+            "gunicorn_app": "main:app",
+            "gunicorn_workers": 2,
+            "nginx_server_names": ["pyfleet.test", "localhost"],
+            "nginx_trusted_proxies": ["172.16.0.0/12"],
+            "tls_mode": "selfsigned",
+            "rollout_expect_release": True,
+        },
+        "children": {
+            "load_balancers": {"hosts": {"speed-%s-lb" % engine: {"ansible_port": first_port}}},
+            "app_servers": {"hosts": {"speed-%s-app%d" % (engine, index): {"ansible_port": first_port + index}
+                                      for index in range(1, hosts + 1)}},
+        },
+    }}
+    path = os.path.join(directory, "hosts.yml")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1)
+    return path
+
+
+class Engine:
+    def __init__(self, name, collections, inventory_path):
+        self.name = name
+        self.inventory = inventory_path
+        self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_FORKS=str(FORKS))
+
+    def playbook(self, name, extra, limit=None, log=None):
+        argv = ["ansible-playbook", "-i", self.inventory, "pyfleet.deploy." + name, "-e", json.dumps(extra)]
+        if limit:
+            argv += ["--limit", limit]
+        print("$ [%s] %s" % (self.name, " ".join(argv[:4] + (argv[6:] if limit else []))), flush=True)
+        started = time.monotonic()
+        with open(log or os.devnull, "a", encoding="utf-8") as output:
+            code = subprocess.run(argv, env=self.env, stdout=output, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, check=False).returncode
+        seconds = round(time.monotonic() - started, 1)
+        if code:
+            raise SystemExit("%s %s failed (exit %d); log: %s" % (self.name, name, code, log))
+        return seconds
+
+
+class Load:
+    """The fleet verifier's load (molecule/conftest.py) through one balancer, for one rollout."""
+
+    def __init__(self, work, port, ca_file, label):
+        self.stop = os.path.join(work, "stop-" + label)
+        self.output = os.path.join(work, "load-%s.json" % label)
+        self.process = subprocess.Popen([
+            sys.executable, os.path.join(HERE, "loadgen.py"), "https://127.0.0.1:%d" % port,
+            "--host-header", "pyfleet.test", "--ca-file", ca_file, "--path", "/health",
+            "--clients", "100", "--slow-clients", "10", "--slow-seconds", "1", "--keepalive-percent", "50",
+            "--pause", "0.25", "--duration", "900", "--stop-file", self.stop, "--output", self.output])
+        time.sleep(1)
+
+    def finish(self):
+        time.sleep(2)
+        open(self.stop, "w", encoding="utf-8").close()
+        self.process.wait(timeout=120)
+        with open(self.output, encoding="utf-8") as handle:
+            result = json.load(handle)
+        return {"requests": result["requests"], "failed": result["failed"], "errors": result["errors"]}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=12, help="app servers per fleet")
+    parser.add_argument("--rounds", type=int, default=3, help="rollouts of each kind per engine")
+    parser.add_argument("--old-ref", default="a69c7f8", help="the git commit of the engine to compare with (0.4.0)")
+    parser.add_argument("--output", default=os.path.join(PROJECT, ".cache", "bench"))
+    parser.add_argument("--keep", action="store_true", help="leave the hosts running")
+    args = parser.parse_args(argv)
+
+    os.makedirs(args.output, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="pyfleet-speed-", dir=os.path.join(PROJECT, ".cache"))
+    hosts_dir = os.path.join(work, "hosts")
+    os.makedirs(hosts_dir)
+    env = dict(os.environ, MOLECULE_EPHEMERAL_DIRECTORY=hosts_dir)
+    layout = {"molecule_yml": {"platforms": platforms(args.hosts)}}
+    with open(os.path.join(work, "platforms.json"), "w", encoding="utf-8") as handle:
+        json.dump(layout, handle)
+    engines = {
+        "old": Engine("old", collection(work, "old", args.old_ref), inventory(work, "old", args.hosts)),
+        "new": Engine("new", collection(work, "new", None), inventory(work, "new", args.hosts)),
+    }
+    def three(name):
+        return ",".join("speed-%s-app%d" % (name, index) for index in range(1, 4))
+
+    rows = []
+    try:
+        run(["ansible-playbook", "-i", "localhost,", os.path.join(RESOURCES, "create.yml"),
+             "-e", "@" + os.path.join(work, "platforms.json"), "-e", "ansible_python_interpreter=" + sys.executable],
+            env=env, stdout=subprocess.DEVNULL)
+        converge = {name: engine.playbook("site", {}, log=os.path.join(work, name + "-site.log"))
+                    for name, engine in engines.items()}
+        print("converge seconds: %s" % converge, flush=True)
+        number = 0
+        for round_ in range(args.rounds):
+            for kind, limit, loaded in (("3 hosts, no load", three, False), ("%d hosts, no load" % args.hosts, None, False),
+                                        ("3 hosts, under load", three, True)):
+                number += 1
+                source = variant(work, "r%d" % number, "r%d" % number)
+                for name in (("old", "new") if round_ % 2 == 0 else ("new", "old")):
+                    engine = engines[name]
+                    load = None
+                    if loaded:
+                        ca_file = os.path.join(os.path.dirname(engine.inventory), ".pyfleet-ca", "ca.crt")
+                        load = Load(work, ENGINES[name][1], ca_file, "%s-%d" % (name, number))
+                    seconds = engine.playbook(
+                        "rolling_reload", {"app_source": {"type": "dir", "path": source}},
+                        limit=limit(name) if limit else None, log=os.path.join(work, "%s-r%d.log" % (name, number)))
+                    row = {"engine": name, "kind": kind, "round": round_ + 1, "seconds": seconds}
+                    if load:
+                        row["load"] = load.finish()
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    finally:
+        if not args.keep:
+            run(["ansible-playbook", "-i", "localhost,", os.path.join(RESOURCES, "destroy.yml"),
+                 "-e", "@" + os.path.join(work, "platforms.json"), "-e", "ansible_python_interpreter=" + sys.executable],
+                env=env, stdout=subprocess.DEVNULL)
+
+    lines = ["| rollout | 0.4.0 engine: seconds (median, runs) | this tree: seconds (median, runs) | ratio |"
+             " failed requests (0.4.0 / this tree) |", "|---|---|---|---:|---|"]
+    summary = {}
+    for kind in dict.fromkeys(row["kind"] for row in rows):
+        cells = {}
+        for name in ("old", "new"):
+            mine = [row for row in rows if row["kind"] == kind and row["engine"] == name]
+            seconds = [row["seconds"] for row in mine]
+            failed = sum(row["load"]["failed"] for row in mine if "load" in row)
+            requests = sum(row["load"]["requests"] for row in mine if "load" in row)
+            cells[name] = {"median": statistics.median(seconds), "seconds": seconds,
+                           "requests": requests, "failed": failed}
+        summary[kind] = cells
+        loaded = any("load" in row for row in rows if row["kind"] == kind)
+        lines.append("| %s | %.1f (%s) | %.1f (%s) | %.2f | %s |" % (
+            kind, cells["old"]["median"], ", ".join("%.1f" % s for s in cells["old"]["seconds"]),
+            cells["new"]["median"], ", ".join("%.1f" % s for s in cells["new"]["seconds"]),
+            cells["new"]["median"] / cells["old"]["median"],
+            "%d of %d / %d of %d" % (cells["old"]["failed"], cells["old"]["requests"],
+                                     cells["new"]["failed"], cells["new"]["requests"]) if loaded else "-"))
+    table = "\n".join(lines)
+    print(table)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = os.path.join(args.output, "rollout_speed-%s" % stamp)
+    with open(path + ".json", "w", encoding="utf-8") as handle:
+        json.dump({"hosts": args.hosts, "forks": FORKS, "old_ref": args.old_ref, "converge_seconds": converge,
+                   "rows": rows, "summary": summary}, handle, indent=2)
+    with open(path + ".md", "w", encoding="utf-8") as handle:
+        handle.write(table + "\n")
+    print("report: %s.json" % path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
