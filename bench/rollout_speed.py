@@ -191,6 +191,7 @@ def main(argv=None):
         "old": Engine("old", collection(work, "old", args.old_ref), inventory(work, "old", args.hosts)),
         "new": Engine("new", collection(work, "new", None), inventory(work, "new", args.hosts)),
     }
+
     def three(name):
         return ",".join("speed-%s-app%d" % (name, index) for index in range(1, 4))
 

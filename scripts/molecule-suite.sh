@@ -23,7 +23,7 @@ shift
 scenarios=("$@")
 mkdir -p "$logs"
 rm -f "$logs/summary.txt"
-declare -A pids names seconds
+declare -A pids seconds
 
 destroy_all() {
   for scenario in "${scenarios[@]}"; do
@@ -31,36 +31,38 @@ destroy_all() {
   done
 }
 
-up() { # up <scenario>: the steps of `molecule test` before verify
-  local scenario=$1 step
+up() { # up <scenario>: the steps of `molecule test` before verify; its exit code goes to <logs>/<scenario>.up
+  local scenario=$1 step rc=0
   for step in destroy syntax converge idempotence; do
     echo "=== molecule $step -s $scenario" >>"$logs/$scenario.log"
-    molecule "$step" -s "$scenario" >>"$logs/$scenario.log" 2>&1 || return 1
+    molecule "$step" -s "$scenario" >>"$logs/$scenario.log" 2>&1 || { rc=1; break; }
   done
+  echo "$rc $(date +%s)" >"$logs/$scenario.up"
 }
 
 started=$(date +%s)
 for scenario in "${scenarios[@]}"; do
   : >"$logs/$scenario.log"
+  rm -f "$logs/$scenario.up"
   up "$scenario" &
   pids[$scenario]=$!
-  names[$!]=$scenario
 done
 echo "=== converging ${scenarios[*]} side by side (logs: $logs/<scenario>.log)"
-failed=""
-for _ in "${scenarios[@]}"; do
-  wait -n -p done_pid
-  rc=$?
-  scenario=${names[$done_pid]}
-  seconds[$scenario]=$(($(date +%s) - started))
-  if ((rc != 0)); then
-    failed=$scenario
-    for other in "${scenarios[@]}"; do kill -TERM -- "-${pids[$other]}" 2>/dev/null; done
-    break
-  fi
-  echo "=== $scenario: created, converged and idempotent after ${seconds[$scenario]} s"
+failed="" pending=("${scenarios[@]}")
+while ((${#pending[@]})) && [[ -z $failed ]]; do
+  sleep 2
+  still=()
+  for scenario in "${pending[@]}"; do
+    if [[ ! -e "$logs/$scenario.up" ]]; then still+=("$scenario"); continue; fi
+    read -r rc end <"$logs/$scenario.up"
+    seconds[$scenario]=$((end - started))
+    if ((rc != 0)); then failed=$scenario; continue; fi
+    echo "=== $scenario: created, converged and idempotent after ${seconds[$scenario]} s"
+  done
+  pending=("${still[@]}")
 done
 if [[ -n $failed ]]; then
+  for other in "${pending[@]}"; do kill -TERM -- "-${pids[$other]}" 2>/dev/null; done
   wait
   echo "=== $failed FAILED before its verifiers; its log ($logs/$failed.log):"
   cat "$logs/$failed.log"

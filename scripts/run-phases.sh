@@ -52,7 +52,10 @@ done
 failed=()
 running=${#targets[@]}
 while ((running > 0)); do
+  done_pid=""
   wait -n -p done_pid
+  # Jobs the shell reaped itself (after a kill) are not waited again: stop here.
+  [[ -n $done_pid ]] || break
   ((running--))
   target=${names[$done_pid]}
   if [[ -e "$logs/$target.rc" ]]; then
