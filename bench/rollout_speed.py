@@ -18,10 +18,12 @@ alternating between the engines so that both see the same machine:
   requests. Every failed request is counted.
 
 ``forks`` is 13: a play reaches the balancer and all 12 app servers at once,
-so no host waits for a free fork; the hosts' work is mostly waiting on SSH
-round trips, not on the controller's two cores.
+so no host waits for a free fork (Ansible's default of 5 would run a 12-host
+task in three rounds).
 
-The seconds are the whole ``ansible-playbook`` run, validation to report.
+The seconds are the whole ``ansible-playbook`` run, validation to report; beside
+them, the core-seconds the whole machine was busy meanwhile (/proc/stat), whose
+half is the least time two cores could do that work in.
 Figures go to ``.cache/bench/rollout_speed-<time>.json`` and ``.md``.
 """
 
@@ -127,6 +129,13 @@ def inventory(work, engine, hosts):
     return path
 
 
+def busy_core_seconds():
+    """CPU time the whole machine has spent busy since boot (controller, hosts and load alike)."""
+    with open("/proc/stat", encoding="utf-8") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
 class Engine:
     def __init__(self, name, collections, inventory_path):
         self.name = name
@@ -138,14 +147,14 @@ class Engine:
         if limit:
             argv += ["--limit", limit]
         print("$ [%s] %s" % (self.name, " ".join(argv[:4] + (argv[6:] if limit else []))), flush=True)
-        started = time.monotonic()
+        started, busy = time.monotonic(), busy_core_seconds()
         with open(log or os.devnull, "a", encoding="utf-8") as output:
             code = subprocess.run(argv, env=self.env, stdout=output, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, check=False).returncode
         seconds = round(time.monotonic() - started, 1)
         if code:
             raise SystemExit("%s %s failed (exit %d); log: %s" % (self.name, name, code, log))
-        return seconds
+        return seconds, round(busy_core_seconds() - busy, 1)
 
 
 class Load:
@@ -200,7 +209,7 @@ def main(argv=None):
         run(["ansible-playbook", "-i", "localhost,", os.path.join(RESOURCES, "create.yml"),
              "-e", "@" + os.path.join(work, "platforms.json"), "-e", "ansible_python_interpreter=" + sys.executable],
             env=env, stdout=subprocess.DEVNULL)
-        converge = {name: engine.playbook("site", {}, log=os.path.join(work, name + "-site.log"))
+        converge = {name: engine.playbook("site", {}, log=os.path.join(work, name + "-site.log"))[0]
                     for name, engine in engines.items()}
         print("converge seconds: %s" % converge, flush=True)
         number = 0
@@ -215,10 +224,10 @@ def main(argv=None):
                     if loaded:
                         ca_file = os.path.join(os.path.dirname(engine.inventory), ".pyfleet-ca", "ca.crt")
                         load = Load(work, ENGINES[name][1], ca_file, "%s-%d" % (name, number))
-                    seconds = engine.playbook(
+                    seconds, cpu = engine.playbook(
                         "rolling_reload", {"app_source": {"type": "dir", "path": source}},
                         limit=limit(name) if limit else None, log=os.path.join(work, "%s-r%d.log" % (name, number)))
-                    row = {"engine": name, "kind": kind, "round": round_ + 1, "seconds": seconds}
+                    row = {"engine": name, "kind": kind, "round": round_ + 1, "seconds": seconds, "busy_core_seconds": cpu}
                     if load:
                         row["load"] = load.finish()
                     rows.append(row)
@@ -230,7 +239,8 @@ def main(argv=None):
                 env=env, stdout=subprocess.DEVNULL)
 
     lines = ["| rollout | 0.4.0 engine: seconds (median, runs) | this tree: seconds (median, runs) | ratio |"
-             " failed requests (0.4.0 / this tree) |", "|---|---|---|---:|---|"]
+             " busy core-seconds, median (0.4.0 / this tree) | failed requests (0.4.0 / this tree) |",
+             "|---|---|---|---:|---|---|"]
     summary = {}
     for kind in dict.fromkeys(row["kind"] for row in rows):
         cells = {}
@@ -240,13 +250,15 @@ def main(argv=None):
             failed = sum(row["load"]["failed"] for row in mine if "load" in row)
             requests = sum(row["load"]["requests"] for row in mine if "load" in row)
             cells[name] = {"median": statistics.median(seconds), "seconds": seconds,
+                           "busy_core_seconds": statistics.median(row["busy_core_seconds"] for row in mine),
                            "requests": requests, "failed": failed}
         summary[kind] = cells
         loaded = any("load" in row for row in rows if row["kind"] == kind)
-        lines.append("| %s | %.1f (%s) | %.1f (%s) | %.2f | %s |" % (
+        lines.append("| %s | %.1f (%s) | %.1f (%s) | %.2f | %.0f / %.0f | %s |" % (
             kind, cells["old"]["median"], ", ".join("%.1f" % s for s in cells["old"]["seconds"]),
             cells["new"]["median"], ", ".join("%.1f" % s for s in cells["new"]["seconds"]),
             cells["new"]["median"] / cells["old"]["median"],
+            cells["old"]["busy_core_seconds"], cells["new"]["busy_core_seconds"],
             "%d of %d / %d of %d" % (cells["old"]["failed"], cells["old"]["requests"],
                                      cells["new"]["failed"], cells["new"]["requests"]) if loaded else "-"))
     table = "\n".join(lines)

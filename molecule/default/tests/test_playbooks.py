@@ -101,10 +101,11 @@ def test_a_rotated_secret_is_a_new_release_of_the_same_code(from_tarball, hosts)
     host = _default(hosts)
     assert 'DEMO_SECRET="%s"' % ROTATED in host.file("/srv/demo/current/.pyfleet/env").content_string.splitlines()
     original = host.check_output("grep -l -F -e '%s' /srv/demo/releases/*/.pyfleet/env" % SECRET).split()
-    current = host.check_output("readlink -f /srv/demo/current")
-    assert original and not any(path.startswith(current + "/") for path in original)
-    # Same code, same lockfile: only the configuration part of the id differs.
-    assert {path.split("/")[4].split("-")[0] for path in original} == {current.rsplit("/", 1)[1].split("-")[0]}
+    current = host.check_output("readlink -f /srv/demo/current").rsplit("/", 1)[1]
+    assert original and not any(path.split("/")[4] == current for path in original)
+    # Same code, same lockfile: only the configuration part of the id differs
+    # (the release of the failed site run has the secret too, with other code).
+    assert current.split("-")[0] in {path.split("/")[4].split("-")[0] for path in original}
 
 
 @pytest.fixture(scope="module")
