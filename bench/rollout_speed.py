@@ -152,9 +152,9 @@ class Engine:
             code = subprocess.run(argv, env=self.env, stdout=output, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, check=False).returncode
         seconds = round(time.monotonic() - started, 1)
-        if code:
+        if code and name == "site":
             raise SystemExit("%s %s failed (exit %d); log: %s" % (self.name, name, code, log))
-        return seconds, round(busy_core_seconds() - busy, 1)
+        return seconds, round(busy_core_seconds() - busy, 1), code
 
 
 class Load:
@@ -177,6 +177,11 @@ class Load:
         with open(self.output, encoding="utf-8") as handle:
             result = json.load(handle)
         return {"requests": result["requests"], "failed": result["failed"], "errors": result["errors"]}
+
+
+def _runs(cell):
+    runs = ", ".join("%.1f" % seconds for seconds in cell["seconds"])
+    return runs + ("; %d failed and rolled back" % cell["failed_rollouts"] if cell["failed_rollouts"] else "")
 
 
 def main(argv=None):
@@ -224,10 +229,11 @@ def main(argv=None):
                     if loaded:
                         ca_file = os.path.join(os.path.dirname(engine.inventory), ".pyfleet-ca", "ca.crt")
                         load = Load(work, ENGINES[name][1], ca_file, "%s-%d" % (name, number))
-                    seconds, cpu = engine.playbook(
+                    seconds, cpu, code = engine.playbook(
                         "rolling_reload", {"app_source": {"type": "dir", "path": source}},
                         limit=limit(name) if limit else None, log=os.path.join(work, "%s-r%d.log" % (name, number)))
-                    row = {"engine": name, "kind": kind, "round": round_ + 1, "seconds": seconds, "busy_core_seconds": cpu}
+                    row = {"engine": name, "kind": kind, "round": round_ + 1, "seconds": seconds, "busy_core_seconds": cpu,
+                           "exit": code}
                     if load:
                         row["load"] = load.finish()
                     rows.append(row)
@@ -245,18 +251,20 @@ def main(argv=None):
     for kind in dict.fromkeys(row["kind"] for row in rows):
         cells = {}
         for name in ("old", "new"):
-            mine = [row for row in rows if row["kind"] == kind and row["engine"] == name]
+            # A rollout that failed (and rolled back) is counted, not timed.
+            failures = [row for row in rows if row["kind"] == kind and row["engine"] == name and row["exit"]]
+            mine = [row for row in rows if row["kind"] == kind and row["engine"] == name and not row["exit"]]
             seconds = [row["seconds"] for row in mine]
-            failed = sum(row["load"]["failed"] for row in mine if "load" in row)
-            requests = sum(row["load"]["requests"] for row in mine if "load" in row)
-            cells[name] = {"median": statistics.median(seconds), "seconds": seconds,
-                           "busy_core_seconds": statistics.median(row["busy_core_seconds"] for row in mine),
+            failed = sum(row["load"]["failed"] for row in mine + failures if "load" in row)
+            requests = sum(row["load"]["requests"] for row in mine + failures if "load" in row)
+            cells[name] = {"median": statistics.median(seconds) if seconds else float("nan"), "seconds": seconds,
+                           "failed_rollouts": len(failures),
+                           "busy_core_seconds": statistics.median([row["busy_core_seconds"] for row in mine] or [float("nan")]),
                            "requests": requests, "failed": failed}
         summary[kind] = cells
         loaded = any("load" in row for row in rows if row["kind"] == kind)
         lines.append("| %s | %.1f (%s) | %.1f (%s) | %.2f | %.0f / %.0f | %s |" % (
-            kind, cells["old"]["median"], ", ".join("%.1f" % s for s in cells["old"]["seconds"]),
-            cells["new"]["median"], ", ".join("%.1f" % s for s in cells["new"]["seconds"]),
+            kind, cells["old"]["median"], _runs(cells["old"]), cells["new"]["median"], _runs(cells["new"]),
             cells["new"]["median"] / cells["old"]["median"],
             cells["old"]["busy_core_seconds"], cells["new"]["busy_core_seconds"],
             "%d of %d / %d of %d" % (cells["old"]["failed"], cells["old"]["requests"],

@@ -38,3 +38,12 @@ if ! docker_up; then
   docker_up || { echo "bootstrap: dockerd did not start; see /var/log/pyfleet-dockerd.log" >&2; exit 1; }
 fi
 log "docker engine $(docker version --format '{{.Server.Version}}') is up"
+
+# Each test host boots systemd, which takes inotify instances of the
+# controller's kernel (they are per user, and every container's root is the
+# same user). The default of 128 runs out at about 20 hosts: systemd's path
+# units then fail and boot never finishes (`make bench-speed` runs 26).
+if (($(sysctl -n fs.inotify.max_user_instances) < 1024)); then
+  sysctl -q -w fs.inotify.max_user_instances=1024
+  log "fs.inotify.max_user_instances raised to 1024 for the test hosts' systemd"
+fi
