@@ -43,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+from harness import BackgroundLoad, playbook, run  # noqa: E402
 from releases import variant  # noqa: E402
 
 RESOURCES = os.path.join(PROJECT, "molecule", "resources")
@@ -53,11 +54,6 @@ ENGINES = {
     "new": (2341, 9502),
 }
 FORKS = 13
-
-
-def run(argv, **kwargs):
-    print("$ " + " ".join(argv), flush=True)
-    return subprocess.run(argv, check=True, **kwargs)
 
 
 def collection(work, engine, ref):
@@ -137,46 +133,20 @@ def busy_core_seconds():
 
 
 class Engine:
+    """One engine's collections path and fleet inventory."""
+
     def __init__(self, name, collections, inventory_path):
         self.name = name
         self.inventory = inventory_path
         self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_FORKS=str(FORKS))
 
     def playbook(self, name, extra, limit=None, log=None):
-        argv = ["ansible-playbook", "-i", self.inventory, "pyfleet.deploy." + name, "-e", json.dumps(extra)]
-        if limit:
-            argv += ["--limit", limit]
-        print("$ [%s] %s" % (self.name, " ".join(argv[:4] + (argv[6:] if limit else []))), flush=True)
-        started, busy = time.monotonic(), busy_core_seconds()
-        with open(log or os.devnull, "a", encoding="utf-8") as output:
-            code = subprocess.run(argv, env=self.env, stdout=output, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, check=False).returncode
-        seconds = round(time.monotonic() - started, 1)
-        if code and name == "site":
-            raise SystemExit("%s %s failed (exit %d); log: %s" % (self.name, name, code, log))
-        return seconds, round(busy_core_seconds() - busy, 1), code
-
-
-class Load:
-    """The fleet verifier's load (molecule/conftest.py) through one balancer, for one rollout."""
-
-    def __init__(self, work, port, ca_file, label):
-        self.stop = os.path.join(work, "stop-" + label)
-        self.output = os.path.join(work, "load-%s.json" % label)
-        self.process = subprocess.Popen([
-            sys.executable, os.path.join(HERE, "loadgen.py"), "https://127.0.0.1:%d" % port,
-            "--host-header", "pyfleet.test", "--ca-file", ca_file, "--path", "/health",
-            "--clients", "100", "--slow-clients", "10", "--slow-seconds", "1", "--keepalive-percent", "50",
-            "--pause", "0.25", "--duration", "900", "--stop-file", self.stop, "--output", self.output])
-        time.sleep(1)
-
-    def finish(self):
-        time.sleep(2)
-        open(self.stop, "w", encoding="utf-8").close()
-        self.process.wait(timeout=120)
-        with open(self.output, encoding="utf-8") as handle:
-            result = json.load(handle)
-        return {"requests": result["requests"], "failed": result["failed"], "errors": result["errors"]}
+        """Seconds, busy core-seconds and exit code of one run; a failed site stops the bench."""
+        busy = busy_core_seconds()
+        done = playbook(self.inventory, name, extra, limit=limit, env=self.env, log=log, label=self.name)
+        if done.returncode and name == "site":
+            raise SystemExit("%s %s failed (exit %d); log: %s" % (self.name, name, done.returncode, log))
+        return done.seconds, round(busy_core_seconds() - busy, 1), done.returncode
 
 
 def _runs(cell):
@@ -228,14 +198,17 @@ def main(argv=None):
                     load = None
                     if loaded:
                         ca_file = os.path.join(os.path.dirname(engine.inventory), ".pyfleet-ca", "ca.crt")
-                        load = Load(work, ENGINES[name][1], ca_file, "%s-%d" % (name, number))
+                        # The fleet verifier's load (molecule/conftest.py), through this fleet's balancer.
+                        load = BackgroundLoad(work, "%s-%d" % (name, number), "https://127.0.0.1:%d" % ENGINES[name][1],
+                                              ca_file, clients=100, slow_clients=10, pause=0.25, path="/health")
                     seconds, cpu, code = engine.playbook(
                         "rolling_reload", {"app_source": {"type": "dir", "path": source}},
                         limit=limit(name) if limit else None, log=os.path.join(work, "%s-r%d.log" % (name, number)))
                     row = {"engine": name, "kind": kind, "round": round_ + 1, "seconds": seconds, "busy_core_seconds": cpu,
                            "exit": code}
                     if load:
-                        row["load"] = load.finish()
+                        row["load"] = {key: value for key, value in load.finish().items()
+                                       if key in ("requests", "failed", "errors")}
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     finally:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+from harness import BackgroundLoad, playbook, run  # noqa: E402
 from loadgen import summarize  # noqa: E402
 from releases import variant  # noqa: E402
 
@@ -48,42 +48,12 @@ LOADS = {
 }
 
 
-def run(argv, **kwargs):
-    print("$ " + " ".join(argv), flush=True)
-    return subprocess.run(argv, check=True, **kwargs)
-
-
-def playbook(inventory, name, extra):
-    started = time.time()
-    run(["ansible-playbook", "-i", inventory, "pyfleet.deploy.%s" % name, "-e", json.dumps(extra)],
-        stdout=subprocess.DEVNULL)
-    return started, time.time()
-
-
-class Load:
-    def __init__(self, work, name, spec, ca_file):
-        self.name = name
-        self.stop = os.path.join(work, "stop")
-        self.output = os.path.join(work, "load-%s.json" % name)
-        self.progress = os.path.join(work, "progress-%s" % name)
-        self.process = subprocess.Popen([
-            sys.executable, os.path.join(HERE, "loadgen.py"), spec["url"],
-            "--host-header", "pyfleet.test", "--ca-file", ca_file,
-            "--clients", str(spec["clients"]), "--slow-clients", str(spec["slow"]),
-            "--keepalive-percent", "50", "--duration", "7200", "--stop-file", self.stop,
-            "--samples", "--progress-file", self.progress, "--output", self.output])
-
-    def count(self):
-        try:
-            with open(self.progress, encoding="utf-8") as handle:
-                return int(handle.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            return 0
-
-    def result(self):
-        self.process.wait(timeout=600)
-        with open(self.output, encoding="utf-8") as handle:
-            return json.load(handle)
+def go(inventory, name, extra):
+    """A playbook run that must succeed; its (start, end) span."""
+    done = playbook(inventory, name, extra)
+    if done.returncode:
+        raise SystemExit("%s failed (exit %d)" % (name, done.returncode))
+    return done.started, done.ended
 
 
 def phase_figures(samples, steady, spans):
@@ -120,9 +90,11 @@ def main(argv=None):
     base = {"app_requirements": os.path.join(PROJECT, "examples", "fastapi", "requirements.txt")}
 
     # The stock worker first, for (a) and (b).
-    playbook(args.inventory, "site", dict(base, app_source={"type": "dir", "path": releases[0]},
-                                          gunicorn_drain_keepalive=False))
-    loads = {name: Load(work, name, spec, args.ca_file) for name, spec in LOADS.items()}
+    go(args.inventory, "site", dict(base, app_source={"type": "dir", "path": releases[0]},
+                                    gunicorn_drain_keepalive=False))
+    loads = {name: BackgroundLoad(work, name, spec["url"], args.ca_file, spec["clients"], spec["slow"],
+                                  duration=7200, samples=True)
+             for name, spec in LOADS.items()}
     phases = {}
 
     def steady_window():
@@ -143,21 +115,21 @@ def main(argv=None):
             phases[key] = {"label": label, "steady": steady, "spans": spans}
 
         # The draining worker (the default) for (c); this run restarts once, outside any window.
-        playbook(args.inventory, "site", dict(base, app_source={"type": "dir", "path": releases[0]}))
+        go(args.inventory, "site", dict(base, app_source={"type": "dir", "path": releases[0]}))
         steady = steady_window()
         spans = []
         during = 0
         while during < args.min_requests and len(spans) < args.max_rollouts:
             before = loads["direct"].count()
-            spans.append(playbook(args.inventory, "rolling_reload",
-                                  dict(base, app_source={"type": "dir", "path": releases[1 - len(spans) % 2]},
-                                       rollout_expect_release=True)))
+            spans.append(go(args.inventory, "rolling_reload",
+                            dict(base, app_source={"type": "dir", "path": releases[1 - len(spans) % 2]},
+                                 rollout_expect_release=True)))
             during += loads["direct"].count() - before
             print("(c) rollout %d: %d direct requests during rollouts" % (len(spans), during), flush=True)
         phases["c"] = {"label": "(c) pyfleet.deploy.rolling_reload", "steady": steady, "spans": spans}
     finally:
-        with open(os.path.join(work, "stop"), "w", encoding="utf-8"):
-            pass
+        for load in loads.values():
+            load.stop()
     results = {name: load.result() for name, load in loads.items()}
 
     report = {"loads": {name: {key: data[key] for key in ("url", "clients", "slow_clients", "requests",

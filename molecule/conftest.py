@@ -25,6 +25,7 @@ import testinfra
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(PROJECT, "bench"))
 
+from harness import BackgroundLoad, playbook_argv  # noqa: E402  (bench/harness.py, shared with the bench)
 from releases import UNHEALTHY_FASTAPI, code_of, release_id, variant  # noqa: E402  (bench/releases.py, shared with the bench)
 
 
@@ -130,8 +131,8 @@ class Playbooks:
         variables = {"app_source": {"type": "dir", "path": source}, "app_requirements": lockfile,
                      "rollout_report_dir": reports, **(extra_vars or {})}
         log = open(reports + ".log", "w+", encoding="utf-8")
-        argv = ["ansible-playbook", "-i", self.inventory, "pyfleet.deploy.%s" % name, "-e", json.dumps(variables)]
-        process = subprocess.Popen(argv + list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        argv = playbook_argv(self.inventory, name, variables) + list(args)
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         return process, log, reports, time.monotonic()
 
     @staticmethod
@@ -158,34 +159,15 @@ def playbooks(inventory, work):
     return Playbooks(inventory, work)
 
 
-class Load:
-    """bench/loadgen.py in the background against a published HTTPS port; bounded in time and count."""
-
-    def __init__(self, work, url, server_name, ca_file, clients, pause, label):
-        self.stop = os.path.join(work, "stop-%s-%d" % (label, time.monotonic_ns()))
-        self.result = self.stop.replace("stop-", "load-") + ".json"
-        self.process = subprocess.Popen([
-            sys.executable, os.path.join(PROJECT, "bench", "loadgen.py"), url,
-            "--host-header", server_name, "--ca-file", ca_file, "--path", "/health",
-            "--clients", str(clients), "--slow-clients", str(max(1, clients // 10)), "--slow-seconds", "1",
-            "--keepalive-percent", "50", "--duration", "900", "--requests", "2000000",
-            "--pause", str(pause), "--stop-file", self.stop, "--output", self.result])
-        time.sleep(1)  # the clients are connected before the playbook starts
-
-    def finish(self):
-        time.sleep(2)  # answers after the last switch
-        open(self.stop, "w").close()
-        self.process.wait(timeout=120)
-        with open(self.result, encoding="utf-8") as handle:
-            return json.load(handle)
-
-
 @pytest.fixture(scope="session")
 def load(work, ca_file):
     """Start load through a published port: load(url, server_name, clients=..., pause=...)."""
 
     def start(url, server_name, clients=100, pause=0.25, label="load", ca_file=ca_file):
-        return Load(work, url, server_name, ca_file, clients, pause, label)
+        background = BackgroundLoad(work, label, url, ca_file, clients, max(1, clients // 10), pause=pause,
+                                    path="/health", host_header=server_name, requests=2000000)
+        time.sleep(1)  # the clients are connected before the playbook starts
+        return background
 
     return start
 

@@ -1,0 +1,104 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Copyright (c) pyfleet.deploy developers
+"""What the benches and the Molecule verifiers share to drive a fleet.
+
+* ``run``: a command, echoed, that must succeed;
+* ``playbook``: one ``ansible-playbook pyfleet.deploy.<name>`` run, timed;
+* ``BackgroundLoad``: bench/loadgen.py in a child process against a published
+  port, bounded in time and count, stopped through its stop file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run(argv, **kwargs):
+    """Run a command that must succeed, echoing it first."""
+    print("$ " + " ".join(argv), flush=True)
+    return subprocess.run(argv, check=True, **kwargs)
+
+
+class PlaybookRun:
+    """The exit code and wall-clock span of one playbook run."""
+
+    def __init__(self, returncode, started, ended):
+        self.returncode = returncode
+        self.started = started
+        self.ended = ended
+
+    @property
+    def seconds(self):
+        return round(self.ended - self.started, 1)
+
+
+def playbook_argv(inventory, name, extra, limit=None):
+    """The command line of ``ansible-playbook pyfleet.deploy.<name>`` with ``extra`` as JSON extra vars."""
+    argv = ["ansible-playbook", "-i", inventory, "pyfleet.deploy." + name, "-e", json.dumps(extra)]
+    return argv + (["--limit", limit] if limit else [])
+
+
+def playbook(inventory, name, extra, limit=None, env=None, log=None, label=None):
+    """Run ``pyfleet.deploy.<name>`` against ``inventory`` with ``extra`` as JSON extra vars.
+
+    The output goes to ``log`` (appended) or nowhere; a failed run is returned,
+    not raised, so that the caller decides whether it counts or stops.
+    """
+    argv = playbook_argv(inventory, name, extra, limit)
+    print("$ %s%s" % ("[%s] " % label if label else "", " ".join(argv[:4] + argv[6:])), flush=True)
+    started = time.time()
+    with open(log or os.devnull, "a", encoding="utf-8") as output:
+        code = subprocess.run(argv, env=env, stdout=output, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, check=False).returncode
+    return PlaybookRun(code, started, time.time())
+
+
+class BackgroundLoad:
+    """bench/loadgen.py in the background; see its --help for the meaning of each knob."""
+
+    def __init__(self, work, label, url, ca_file, clients, slow_clients, pause=0.0, path=None,
+                 host_header="pyfleet.test", duration=900, requests=0, samples=False):
+        stamp = "%s-%d" % (label, time.monotonic_ns())
+        self.stop_file = os.path.join(work, "stop-" + stamp)
+        self.output = os.path.join(work, "load-%s.json" % stamp)
+        self.progress = os.path.join(work, "progress-" + stamp)
+        argv = [sys.executable, os.path.join(HERE, "loadgen.py"), url, "--host-header", host_header,
+                "--ca-file", ca_file, "--clients", str(clients), "--slow-clients", str(slow_clients),
+                "--slow-seconds", "1", "--keepalive-percent", "50", "--pause", str(pause),
+                "--duration", str(duration), "--requests", str(requests), "--stop-file", self.stop_file,
+                "--progress-file", self.progress, "--output", self.output]
+        if path:
+            argv += ["--path", path]
+        if samples:
+            argv.append("--samples")
+        self.process = subprocess.Popen(argv)
+
+    def count(self):
+        """Requests answered or failed so far (the progress file, rewritten every second)."""
+        try:
+            with open(self.progress, encoding="utf-8") as handle:
+                return int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def stop(self):
+        with open(self.stop_file, "w", encoding="utf-8"):
+            pass
+
+    def result(self):
+        """Wait for the load to end (stop() first) and return its JSON result."""
+        self.process.wait(timeout=600)
+        with open(self.output, encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def finish(self, settle=2.0):
+        """Let the answers after the last switch arrive, then stop and return the result."""
+        time.sleep(settle)
+        self.stop()
+        return self.result()
