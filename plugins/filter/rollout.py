@@ -66,6 +66,10 @@ def rollout_table(report):
     for record in report["hosts"]:
         if record.get("reason"):
             lines.append("%s: %s" % (record.get("host"), record.get("reason")))
+    for name, phase in sorted((report.get("phases") or {}).items()):
+        lines.append("%s on %s: %s in %s s%s" % (name, _text(phase.get("host")), _text(phase.get("result")),
+                                                 _text(phase.get("seconds")),
+                                                 ": " + phase["error"] if phase.get("error") else ""))
     if report.get("stopped"):
         lines.append("stopped: %s" % (report.get("stop_reason") or "yes"))
     return "\n".join(lines)

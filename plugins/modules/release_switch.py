@@ -20,7 +20,7 @@ description:
     never the current or the previous one, and so is any C(<id>.partial) directory a failed
     staging left. Virtualenvs (C(<root>/venvs/*)) that no kept release
     links to are removed too.
-  - With O(units), it then installs the release's systemd units, C(.pyfleet/systemd/<name>) in
+  - With O(units) (and, with O(unit_manifest), every unit the release carries), it then installs the release's systemd units, C(.pyfleet/systemd/<name>) in
     the release, as C(<units_dir>/<name>), each only where its bytes differ, written to a
     temporary file and renamed. The units are part of the release, so switching back to an
     earlier release restores its units too. A release without one of the units is refused
@@ -60,6 +60,17 @@ options:
       - Where the units are installed.
     type: path
     default: /etc/systemd/system
+  unit_manifest:
+    description:
+      - A JSON file that records the names of the units this module installed for the app, such as
+        C(<root>/.pyfleet-units.json).
+      - When given, every unit the release carries in C(.pyfleet/systemd/) is installed, not only
+        O(units) (which must still be there). A unit that the manifest names but the release does not
+        carry (a process or timer the release dropped) is removed from O(units_dir), with its
+        C(*.wants/) links, and the manifest is rewritten. Stopping what ran from such a unit is the
+        caller's business (M(pyfleet.deploy.app_processes) does it).
+    type: path
+    version_added: 0.5.0
 extends_documentation_fragment:
   - pyfleet.deploy.attributes
 attributes:
@@ -135,11 +146,18 @@ active_python:
   type: str
   sample: /usr/bin/python3.11
 units_changed:
-  description: The units of O(units) that were written, because they differed or were missing.
+  description: The units that were written, because they differed or were missing.
   returned: always
   type: list
   elements: str
   sample: [demo.service]
+units_removed:
+  description: The units that O(unit_manifest) named and the release does not carry, removed.
+  returned: always
+  type: list
+  elements: str
+  sample: [demo-beat@.service]
+  version_added: 0.5.0
 pruned_releases:
   description: Ids of the releases removed (or that would be, in check mode).
   returned: always
@@ -152,6 +170,7 @@ pruned_venvs:
   elements: str
 """
 
+import json
 import os
 import shutil
 
@@ -191,6 +210,31 @@ def install_units(module, release_dir, names, units_dir):
             continue
         write_file(dest, wanted, 0o644)
     return written
+
+
+def _read_manifest(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return sorted(json.load(handle))
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def remove_units(module, names, units_dir):
+    """Remove units and every ``*.wants/`` link to them (or to an instance of a template unit)."""
+    for name in names:
+        stem, dot, suffix = name.rpartition(".")
+        template = stem.endswith("@")
+        for entry in os.listdir(units_dir):
+            wants = os.path.join(units_dir, entry)
+            if not (entry.endswith(".wants") and os.path.isdir(wants)):
+                continue
+            for link in os.listdir(wants):
+                if link == name or (template and link.startswith(stem) and link.endswith(dot + suffix)):
+                    if not module.check_mode:
+                        os.unlink(os.path.join(wants, link))
+        if os.path.lexists(os.path.join(units_dir, name)) and not module.check_mode:
+            os.unlink(os.path.join(units_dir, name))
 
 
 def _releases_by_age(releases_dir):
@@ -269,7 +313,19 @@ def run_module(module):
             _relink(root, "previous", previous)
         _relink(root, "current", release)
 
-    units_changed = install_units(module, target_dir, module.params["units"], module.params["units_dir"])
+    units = list(module.params["units"])
+    manifest = module.params["unit_manifest"]
+    removed = []
+    if manifest:
+        carried = os.path.join(target_dir, ".pyfleet", "systemd")
+        units += sorted(name for name in os.listdir(carried)
+                        if name not in units and os.path.isfile(os.path.join(carried, name)))
+        removed = [name for name in _read_manifest(manifest) if name not in units]
+    units_changed = install_units(module, target_dir, units, module.params["units_dir"])
+    if manifest:
+        remove_units(module, removed, module.params["units_dir"])
+        if _read_manifest(manifest) != sorted(units) and not module.check_mode:
+            write_file(manifest, (json.dumps(sorted(units)) + "\n").encode(), 0o644)
 
     protected = {release, previous} if switched else {release, os.path.basename(_readlink(os.path.join(root, "previous")) or "")}
     doomed, unused = plan_prune(root, keep, protected)
@@ -280,7 +336,7 @@ def run_module(module):
             shutil.rmtree(path)
 
     module.exit_json(
-        changed=bool(switched or units_changed or doomed or unused),
+        changed=bool(switched or units_changed or removed or doomed or unused),
         release=release,
         previous=previous,
         switched=switched,
@@ -288,6 +344,7 @@ def run_module(module):
         active_venv=active_venv,
         active_python=os.path.realpath(os.path.join(active_venv, "bin", "python3")),
         units_changed=units_changed,
+        units_removed=removed,
         pruned_releases=doomed,
         pruned_venvs=unused,
     )
@@ -301,6 +358,7 @@ def main():
             keep=dict(type="int", default=5),
             units=dict(type="list", elements="str", default=[]),
             units_dir=dict(type="path", default="/etc/systemd/system"),
+            unit_manifest=dict(type="path"),
         ),
         supports_check_mode=True,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
@@ -49,6 +50,18 @@ async def config() -> dict:
     see which environment a worker runs with after a rollout or a rollback.
     """
     return {name: value for name, value in sorted(os.environ.items()) if name.startswith("EXAMPLE_")}
+
+
+@app.get("/migrations")
+async def migrations() -> dict:
+    """The migrations manage.py applied to the app's database (app_migrate), read-only."""
+    path = os.environ.get("EXAMPLE_DATABASE") or str(HERE.parent.parent / "shared" / "data" / "example.sqlite3")
+    try:
+        with sqlite3.connect("file:%s?mode=ro" % path, uri=True) as db:
+            rows = db.execute("SELECT name, release FROM applied ORDER BY name").fetchall()
+    except sqlite3.Error as error:
+        return {"applied": [], "error": str(error)}
+    return {"applied": [{"name": name, "release": release} for name, release in rows]}
 
 
 @app.get("/slow")

@@ -39,9 +39,10 @@ def from_tarball(inventory, work, release, hosts, https):
                                              "rollout_report_dir": out + "/reports"})],
         "site": ["-e", json.dumps({"app_source": {"type": "dir", "path": unhealthy}, "rollout_health_timeout": 10})],
     }
-    codes, served = {}, {}
+    codes, served, workers = {}, {}, {}
     for playbook, extra in runs.items():
         served[playbook] = json.loads(https(_default(hosts), "/health", "pyfleet-default").body)["release"]
+        workers[playbook] = _workers(_default(hosts))
         with open(os.path.join(out, playbook + ".log"), "w", encoding="utf-8") as log:
             codes[playbook] = subprocess.run(
                 ["ansible-playbook", "-v", "--diff", "-i", inventory, "--limit", "pyfleet-default",
@@ -51,7 +52,17 @@ def from_tarball(inventory, work, release, hosts, https):
         site_output = log.read()
     lock = os.path.join(PROJECT, "examples", "fastapi", "requirements.txt")
     return {"out": out, "collections": collections, "where": list(where), "codes": codes,
-            "before_site": served["site"], "site_output": site_output, "unhealthy": release.id(unhealthy, lock)}
+            "before_site": served["site"], "site_output": site_output, "unhealthy": release.id(unhealthy, lock),
+            "before_reload": served["rolling_reload"], "workers": dict(workers, after=_workers(_default(hosts)))}
+
+
+def _workers(host):
+    """The app_processes instances (the example's worker, 2 of them): unit -> (main PID, release it runs)."""
+    found = {}
+    for unit in ("demo-worker@1.service", "demo-worker@2.service"):
+        pid = int(host.check_output("systemctl show -P MainPID %s" % unit))
+        found[unit] = (pid, host.check_output("readlink -f /proc/%d/cwd" % pid).rsplit("/", 1)[1] if pid else "")
+    return found
 
 
 def test_the_playbooks_resolve_from_the_installed_tarball_only(from_tarball):
@@ -116,6 +127,25 @@ def bad_snippet(inventory, hosts):
     run = subprocess.run(["ansible-playbook", "-i", inventory, "--limit", "pyfleet-default", playbook],
                          capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
     return {"run": run, "before": before, "site": site}
+
+
+def test_rolling_reload_restarted_each_worker_warmly_onto_the_new_release(from_tarball, hosts):
+    before, after = from_tarball["workers"]["rolling_reload"], from_tarball["workers"]["site"]
+    current = _default(hosts).check_output("readlink -f /srv/demo/current").rsplit("/", 1)[1]
+    assert current != from_tarball["before_reload"]
+    assert {unit: release for unit, (_pid, release) in before.items()} == dict.fromkeys(before, from_tarball["before_reload"])
+    assert {unit: release for unit, (_pid, release) in after.items()} == dict.fromkeys(after, current)
+    log = _default(hosts).file("/srv/demo/shared/data/worker.log").content_string
+    for unit, (pid, _release) in before.items():
+        assert after[unit][0] != pid
+        # SIGTERM, then the job in hand finished (0.5 s), within the stop_timeout of 10 s.
+        line = re.search(r"^%s %s %d warm shutdown in ([0-9.]+) s$" % (from_tarball["before_reload"], unit[12], pid), log, re.M)
+        assert line and 0.4 <= float(line.group(1)) < 10, log
+
+
+def test_the_failed_site_never_restarted_the_workers(from_tarball):
+    # They restart only once the web server passed its checks, which the unhealthy release never did.
+    assert from_tarball["workers"]["after"] == from_tarball["workers"]["site"]
 
 
 def test_nginx_refuses_a_broken_snippet_naming_its_verdict(bad_snippet):

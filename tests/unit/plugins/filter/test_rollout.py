@@ -49,3 +49,15 @@ def test_numbers_are_rounded_for_reading():
 def test_a_report_without_hosts_is_rejected():
     with pytest.raises(AnsibleFilterError, match="hosts"):
         rollout_table({"rollout": "r"})
+
+
+def test_the_release_phases_are_listed_with_their_host_result_and_error():
+    report = {"rollout": "r", "release": "ccc", "stopped": True, "stop_reason": "app_migrate failed",
+              "hosts": [{"host": "app1", "result": "not started"}],
+              "phases": {"app_post": {"host": "app1", "result": "ok", "seconds": 1.234},
+                         "app_migrate": {"host": "app1", "result": "failed", "seconds": 2.0,
+                                         "error": "app_migrate[0] failed with exit 1"}}}
+    lines = rollout_table(report).splitlines()
+    assert lines[-3:] == ["app_migrate on app1: failed in 2.00 s: app_migrate[0] failed with exit 1",
+                          "app_post on app1: ok in 1.23 s",
+                          "stopped: app_migrate failed"]

@@ -169,3 +169,44 @@ def test_a_release_without_its_units_is_refused_and_nothing_moves(root, tmp_path
     assert rc == 1 and "Release r0 does not carry its units (demo.service missing" in out["msg"]
     assert link(root, "current") == "releases/r1"
     assert (units_dir / "demo.service").read_text() == "[Service]\n"
+
+
+def test_with_a_manifest_every_carried_unit_is_installed_and_dropped_ones_go_with_their_wants_links(root, tmp_path, capsys):
+    units_dir = tmp_path / "systemd"
+    (units_dir / "multi-user.target.wants").mkdir(parents=True)
+    (units_dir / "timers.target.wants").mkdir()
+    manifest = root / ".pyfleet-units.json"
+    r1 = stage(root, "r1", "lockA", 20)
+    _units(r1, demo_service="[Service]\n")
+    for name, text in (("demo-worker@.service", "[Service]\nExecStart=/bin/worker\n"), ("demo-beat@.service", "[Service]\n"),
+                       ("demo-nightly.service", "[Service]\n"), ("demo-nightly.timer", "[Timer]\n")):
+        (r1 / ".pyfleet" / "systemd" / name).write_text(text)
+    r2 = stage(root, "r2", "lockA", 10)
+    _units(r2, demo_service="[Service]\n")
+    (r2 / ".pyfleet" / "systemd" / "demo-worker@.service").write_text("[Service]\nExecStart=/bin/worker2\n")
+    args = dict(root=str(root), units=["demo.service"], units_dir=str(units_dir), unit_manifest=str(manifest))
+
+    rc, out = run(capsys, release="r1", **args)
+    assert rc == 0 and out["units_changed"] == ["demo.service", "demo-beat@.service", "demo-nightly.service",
+                                                "demo-nightly.timer", "demo-worker@.service"]
+    assert out["units_removed"] == []
+    # systemctl enable's links, and one of another app that must stay.
+    for wants, name in (("multi-user.target.wants", "demo-worker@1.service"), ("multi-user.target.wants", "demo-beat@1.service"),
+                        ("multi-user.target.wants", "demo-beat@2.service"), ("timers.target.wants", "demo-nightly.timer"),
+                        ("multi-user.target.wants", "demo-api.service")):
+        (units_dir / wants / name).symlink_to(units_dir / name.split("@", maxsplit=1)[0])
+
+    rc, out = run(capsys, release="r2", **args)
+    assert out["units_changed"] == ["demo-worker@.service"]
+    assert out["units_removed"] == ["demo-beat@.service", "demo-nightly.service", "demo-nightly.timer"]
+    assert sorted(os.listdir(units_dir)) == ["demo-worker@.service", "demo.service", "multi-user.target.wants",
+                                             "timers.target.wants"]
+    assert sorted(os.listdir(units_dir / "multi-user.target.wants")) == ["demo-api.service", "demo-worker@1.service"]
+    assert os.listdir(units_dir / "timers.target.wants") == []
+    assert manifest.read_text() == '["demo-worker@.service", "demo.service"]\n'
+
+    # Back to r1: its units come back; nothing else changes on a second run.
+    rc, out = run(capsys, release="r1", **args)
+    assert out["units_changed"] == ["demo-beat@.service", "demo-nightly.service", "demo-nightly.timer", "demo-worker@.service"]
+    rc, out = run(capsys, release="r1", **args)
+    assert (out["changed"], out["units_changed"], out["units_removed"]) == (False, [], [])
