@@ -49,7 +49,8 @@ options:
   settle:
     description:
       - Seconds every instance must then stay up with the same main process, so that one which crashes
-        right after it starts (and which C(Restart=always) starts again) is caught.
+        right after it starts (and which C(Restart=always) starts again) is caught. Only when the task
+        started or restarted an instance.
     type: float
     default: 2.0
   state:
@@ -254,6 +255,8 @@ def run_module(module, systemd, clock=time.monotonic, sleep=time.sleep):
     while True:
         running = observe(systemd, wanted, releases_dir)
         lagging = [unit for unit in wanted if running[unit]["active"] != "active" or running[unit]["release"] != release]
+        if not lagging and not behind:
+            break  # nothing restarted, and everything runs the release: nothing to settle
         if not lagging:
             sleep(params["settle"])
             after = observe(systemd, wanted, releases_dir)
