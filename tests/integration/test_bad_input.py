@@ -167,6 +167,12 @@ BAD_INPUT = [
      "gunicorn_worker_class must be uvicorn_worker.UvicornWorker with gunicorn_server uvicorn"),
     ("backlog-tiny", "site", {"gunicorn_backlog": 8}, "gunicorn_backlog must be an integer of at least 16; got the integer 8."),
     # nginx
+    ("maintenance-allow-as-string", "site", {"nginx_maintenance_allow": "10.0.0.0/8"},
+     'nginx_maintenance_allow must be a list of strings; got the string "10.0.0.0/8".'),
+    ("maintenance-allow-not-an-address", "site", {"nginx_maintenance_allow": ["office.example.com"]},
+     "nginx_maintenance_allow must be a list of addresses or CIDR ranges such as 203.0.113.7 or 10.0.0.0/8"),
+    ("maintenance-retry-after-zero", "site", {"nginx_maintenance_retry_after": 0},
+     "nginx_maintenance_retry_after must be an integer of at least 1 (seconds); got the integer 0."),
     ("server-names-as-string", "site", {"nginx_server_names": "shop.example.com"},
      'nginx_server_names must be a list of strings; got the string "shop.example.com".'),
     ("server-names-empty", "site", {"nginx_server_names": []},

@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import ssl
+import subprocess
 import time
 
 import pytest
@@ -470,17 +471,42 @@ class TestRollback:
         assert step["load"]["failed"] == 0, step["load"]["errors"]
 
 
+def _maintenance(inventory, state):
+    """ansible-playbook pyfleet.deploy.maintenance -e maintenance=<state>, on the whole fleet."""
+    return subprocess.run(["ansible-playbook", "-i", inventory, "pyfleet.deploy.maintenance", "-e", "maintenance=" + state],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+
+
+@pytest.fixture(scope="session")
+def lb_raw(ca_file):
+    """(status, headers, body text) of one request through the load balancer."""
+
+    def get(path="/"):
+        host, port = LB_URL.split("//", 1)[1].rsplit(":", 1)
+        connection = _LbConnection(host, int(port), timeout=10, context=ssl.create_default_context(cafile=ca_file))
+        try:
+            connection.request("GET", path, headers={"Host": SERVER_NAME})
+            answer = connection.getresponse()
+            return answer.status, answer.headers, answer.read().decode()
+        finally:
+            connection.close()
+
+    return get
+
+
 class TestWorkersBehindCurrent:
-    """A host whose current names the live release while its workers still run another one.
+    """A host whose current names the live release while its workers still run another one, fixed by a
+    rollout that runs while the fleet is in maintenance mode.
 
     A rollout stopped between the switch and the reload leaves this, and so does
     a hand edit: here fleet-app3 is restarted on the release before (another
     virtualenv), then `current` is put back without a reload. The next
-    rolling_reload of the live release must see it, from what runs.
+    rolling_reload of the live release must see it, from what runs. It runs
+    between `pyfleet.deploy.maintenance -e maintenance=on` and `off`.
     """
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, hosts, served, sources, locks, ids, full_id):
+    def step(self, playbooks, hosts, served, sources, locks, ids, full_id, inventory, lb_raw):
         host = hosts("fleet-app3")
         assert served()["fleet-app3"] == ids["v2"]
         whole = {"v2": full_id(ids["v2"]), "deps": full_id(ids["deps"])}
@@ -496,9 +522,29 @@ class TestWorkersBehindCurrent:
             time.sleep(1)
         behind = served()["fleet-app3"]
         point_current(whole["v2"])
+        maintenance = {"on": _maintenance(inventory, "on")}
+        maintenance.update(page=lb_raw("/"), health=lb_raw("/health"))
         rollout = playbooks.run("rolling_reload", sources["v2"], locks["v1"])
+        maintenance.update(after_rollout=lb_raw("/"), off=_maintenance(inventory, "off"))
+        maintenance["reopened"] = lb_raw("/")
         return {"behind": behind, "rollout": rollout, "hosts": {h["host"]: h for h in rollout.report["hosts"]},
-                "whole": whole}
+                "whole": whole, "maintenance": maintenance}
+
+    def test_maintenance_closes_the_fleet_at_the_balancer_with_retry_after_and_the_page(self, step):
+        assert step["maintenance"]["on"].returncode == 0, step["maintenance"]["on"].stdout[-3000:]
+        for answer in (step["maintenance"]["page"], step["maintenance"]["after_rollout"]):
+            status, headers, body = answer
+            assert (status, headers["Retry-After"]) == (503, "300")
+            assert "Down for maintenance" in body
+
+    def test_the_health_path_still_reaches_the_fleet_during_maintenance(self, step):
+        status, _headers, body = step["maintenance"]["health"]
+        assert status == 200 and json.loads(body)["status"] == "ok"
+
+    def test_maintenance_off_reopens_the_fleet(self, step):
+        assert step["maintenance"]["off"].returncode == 0
+        status, _headers, body = step["maintenance"]["reopened"]
+        assert status == 200 and json.loads(body)["version"] == "v2"
 
     def test_the_host_ran_the_release_before_while_current_named_the_live_one(self, step, ids):
         assert step["behind"] == ids["deps"]
