@@ -32,6 +32,14 @@ def test_the_build_ran_in_the_release_as_the_app_user_and_root_owns_what_it_wrot
     assert hosts(name).run("find /srv/demo/current/ -user demo").stdout == ""
 
 
+def test_nginx_serves_what_the_build_wrote_from_the_live_release_cached_for_a_year(hosts, https):
+    host = hosts("pyfleet-default")
+    answer = https(host, "/static/build.json", "pyfleet-default")
+    assert answer.status == 200
+    assert answer.body == host.file("/srv/demo/current/static/build.json").content_string
+    assert answer.header("cache-control") == "max-age=31536000"
+
+
 def test_migrate_ran_once_on_the_first_app_server_and_the_app_reads_its_database(hosts, https, release):
     assert [name for name in HOSTS if hosts(name).file(DATA + "/example.sqlite3").exists] == ["pyfleet-default"]
     applied = https(hosts("pyfleet-default"), "/migrations", "pyfleet-default").json()["applied"]
@@ -52,13 +60,14 @@ def failing(playbooks, release, work, hosts):
     uvicorn-app whose second build step fails: what each host served before, and the two rollouts."""
     before = {name: hosts(name).file("/srv/demo/current").linked_to for name in HOSTS}
     source = release.variant(work, "phases", "v1-phases")
-    migrate = playbooks.run("rolling_reload", source, LOCK, {
+    # Two hosts, two rollouts at once: each takes its own host's deploy lock.
+    migrate = playbooks.start("rolling_reload", source, LOCK, {
         "app_migrate": ["python manage.py migrate", "echo 'schema is locked' >&2; exit 3"]},
         args=["--limit", "pyfleet-default"])
-    build = playbooks.run("rolling_reload", source, LOCK, {
+    build = playbooks.start("rolling_reload", source, LOCK, {
         "app_build": ["python manage.py build", "python -c 'import sys; sys.exit(\"no assets\")'"]},
         args=["--limit", "uvicorn-app"])
-    return before, migrate, build
+    return before, playbooks.finish(migrate), playbooks.finish(build)
 
 
 def test_a_failing_migration_stops_the_rollout_before_the_switch_naming_the_step(failing, hosts):
