@@ -148,8 +148,8 @@ class _LbConnection(http.client.HTTPSConnection):
 
 
 @pytest.fixture(scope="session")
-def lb_get(ca_file):
-    """(status, headers, JSON body) of one request through the load balancer, chain and name verified."""
+def lb_raw(ca_file):
+    """(status, headers, body text) of one request through the load balancer, chain and name verified."""
 
     def get(path="/"):
         host, port = LB_URL.split("//", 1)[1].rsplit(":", 1)
@@ -157,9 +157,20 @@ def lb_get(ca_file):
         try:
             connection.request("GET", path, headers={"Host": SERVER_NAME})
             answer = connection.getresponse()
-            return answer.status, answer.headers, json.loads(answer.read())
+            return answer.status, answer.headers, answer.read().decode()
         finally:
             connection.close()
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def lb_get(lb_raw):
+    """(status, headers, JSON body) of one request through the load balancer."""
+
+    def get(path="/"):
+        status, headers, body = lb_raw(path)
+        return status, headers, json.loads(body)
 
     return get
 
@@ -475,23 +486,6 @@ def _maintenance(inventory, state):
     """ansible-playbook pyfleet.deploy.maintenance -e maintenance=<state>, on the whole fleet."""
     return subprocess.run(["ansible-playbook", "-i", inventory, "pyfleet.deploy.maintenance", "-e", "maintenance=" + state],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
-
-
-@pytest.fixture(scope="session")
-def lb_raw(ca_file):
-    """(status, headers, body text) of one request through the load balancer."""
-
-    def get(path="/"):
-        host, port = LB_URL.split("//", 1)[1].rsplit(":", 1)
-        connection = _LbConnection(host, int(port), timeout=10, context=ssl.create_default_context(cafile=ca_file))
-        try:
-            connection.request("GET", path, headers={"Host": SERVER_NAME})
-            answer = connection.getresponse()
-            return answer.status, answer.headers, answer.read().decode()
-        finally:
-            connection.close()
-
-    return get
 
 
 class TestWorkersBehindCurrent:
