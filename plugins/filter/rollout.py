@@ -72,11 +72,67 @@ def rollout_table(report):
                                                  ": " + phase["error"] if phase.get("error") else ""))
     if report.get("stopped"):
         lines.append("stopped: %s" % (report.get("stop_reason") or "yes"))
+    for warning in report.get("warnings") or []:
+        lines.append("warning: %s" % warning)
     return "\n".join(lines)
+
+
+def migrations_since(records, target):
+    """The warning a rollback to ``target`` owes: the migrations the database keeps that ``target`` did not have.
+
+    ``records`` is release_facts' ``migrations`` (oldest first). The newest record says what the
+    database has; ``target``'s own record what it had when ``target`` migrated. Empty when nothing
+    was recorded, when the newest record is ``target``'s, or when nothing was applied since.
+    """
+    if not isinstance(records, list) or not records:
+        return ""
+    newest = records[-1]
+    if newest.get("release") == target:
+        return ""
+    mine = [index for index, record in enumerate(records) if record.get("release") == target]
+    if not mine:
+        return ("release %s recorded no migrations; the database has what release %s recorded after its "
+                "app_migrate: %s. rollback does not undo migrations: check that %s runs against them."
+                % (target, newest.get("release"), ", ".join(newest.get("applied") or []) or "none", target))
+    had = set(records[mine[-1]].get("applied") or [])
+    since = [name for name in newest.get("applied") or [] if name not in had]
+    if not since:
+        return ""
+    # Each migration was applied by the first release after the target's whose record has it.
+    by = []
+    for name in since:
+        for record in records[mine[-1] + 1:]:
+            if name in (record.get("applied") or []):
+                if record.get("release") not in by:
+                    by.append(record.get("release"))
+                break
+    return ("the database keeps %d migration%s that release %s did not have: %s (applied by %s). rollback does "
+            "not undo migrations: %s must run against them (expand, then contract), or reverse them by hand."
+            % (len(since), "" if len(since) == 1 else "s", target, ", ".join(since), ", ".join(by), target))
+
+
+def rollout_warnings(hosts, phases):
+    """The summary's warnings: each host's (once), and an app_migrate that a rollback did not undo."""
+    warnings = []
+    for record in hosts or []:
+        warning = (record or {}).get("warning")
+        if warning and warning not in warnings:
+            warnings.append(warning)
+    migrate = (phases or {}).get("app_migrate") or {}
+    rolled_back = [record.get("host") for record in hosts or []
+                   if record and record.get("result") in ("rolled back", "rollback failed")]
+    if migrate.get("result") == "ok" and rolled_back:
+        applied = migrate.get("applied")
+        warnings.append("app_migrate ran for release %s on %s and stays applied%s: rolling %s back did not undo it, "
+                        "so the release before runs against it."
+                        % (migrate.get("release"), migrate.get("host"),
+                           " (the database has %s)" % ", ".join(applied) if applied else "", ", ".join(rolled_back)))
+    return warnings
 
 
 class FilterModule:
     """pyfleet.deploy rollout filters."""
 
     def filters(self):
-        return {"rollout_results": rollout_results, "rollout_table": rollout_table}
+        return {"rollout_results": rollout_results, "rollout_table": rollout_table,
+                "migrations_since": migrations_since, "rollout_warnings": rollout_warnings}

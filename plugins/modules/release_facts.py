@@ -151,6 +151,27 @@ layout_problems:
   returned: always
   type: list
   elements: str
+migrations:
+  description:
+    - What each release under C(<root>/releases) recorded of the database after its C(app_migrate)
+      ran (the C(migrations) key of its C(.release.json)), oldest first.
+    - The rollout writes it on every app server once C(app_migrate) succeeded; a release
+      that never migrated, or ran without C(app_migrate_applied), has no entry.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    release:
+      description: The release id.
+      type: str
+    at:
+      description: When the migration ran, in seconds since the epoch.
+      type: float
+    applied:
+      description: The migrations the database had then, one per line of C(app_migrate_applied)'s output.
+      type: list
+      elements: str
+  sample: [{release: 3f2a9c1b04d2-9c1f0a7e, at: 1796319019.4, applied: [0001_visits.sql]}]
 service:
   description: The service as it runs, when O(service) is given.
   returned: when O(service) is given
@@ -290,6 +311,24 @@ def _release_config(release_dir):
         return None
 
 
+def migration_records(releases_dir):
+    """The ``migrations`` record of every release's .release.json, oldest first."""
+    records = []
+    try:
+        names = os.listdir(releases_dir)
+    except OSError:
+        return records
+    for name in names:
+        try:
+            with open(os.path.join(releases_dir, name, ".release.json"), encoding="utf-8") as handle:
+                record = json.load(handle).get("migrations")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("applied"), list):
+            records.append(dict(release=name, at=float(record.get("at") or 0), applied=[str(x) for x in record["applied"]]))
+    return sorted(records, key=lambda record: (record["at"], record["release"]))
+
+
 def service_state(module, proc, service, releases_dir, compare_to=None):
     systemctl = module.get_bin_path("systemctl", required=True)
     rc, out, err = module.run_command([systemctl, "show", "--property=ActiveState,MainPID,NeedDaemonReload", service])
@@ -342,6 +381,7 @@ def run_module(module, proc):
         python_version="",
         python_venv=False,
         layout_problems=layout_problems(params["layout"], params["user"], params["group"]),
+        migrations=migration_records(releases_dir),
     )
     if params["release"]:
         release_dir = os.path.join(releases_dir, params["release"])

@@ -124,6 +124,9 @@ BAD_INPUT = [
      'app_build must be a list of strings; got the string "python manage.py collectstatic".'),
     ("migrate-empty-step", "rolling_reload", {"app_migrate": ["python manage.py migrate", " "]},
      'app_migrate must be a list of non-empty command lines; got a list ["python manage.py migrate", " "].'),
+    ("migrate-applied-without-migrate", "site", {"app_migrate_applied": "python manage.py applied"},
+     'app_migrate_applied must be empty unless app_migrate is set (it runs after app_migrate); got the string '
+     '"python manage.py applied".'),
     ("post-as-mapping", "rolling_reload", {"app_post": {"run": "x"}},
      'app_post must be a list of strings; got a mapping {"run": "x"}.'),
     ("phase-timeout-zero", "site", {"app_phase_timeout": 0},

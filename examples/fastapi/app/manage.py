@@ -5,6 +5,8 @@
   (app_build), the way ``collectstatic`` fills a static root;
 * ``migrate``: applies ``migrations/*.sql`` in order to the app's SQLite
   database in ``shared/`` (app_migrate), recording each one once;
+* ``applied``: prints the migrations the database has, one per line
+  (app_migrate_applied), as ``showmigrations --plan`` does for Django;
 * ``post``: appends a line to ``shared/data/post.log`` (app_post);
 * ``worker``: a background process (app_processes) that beats every second
   into ``shared/data/worker-<instance>.json`` and, on SIGTERM, finishes its
@@ -55,6 +57,12 @@ def migrate() -> None:
                 print("applied %s" % script.name)
 
 
+def applied() -> None:
+    with sqlite3.connect(database()) as db:
+        for (name,) in db.execute("SELECT name FROM applied ORDER BY name"):
+            print(name)
+
+
 def post() -> None:
     _log("post.log", "%s %s" % (json.loads((HERE / ".release.json").read_text())["id"], getpass.getuser()))
 
@@ -87,4 +95,4 @@ def tick() -> None:
 
 
 if __name__ == "__main__":
-    {"build": build, "migrate": migrate, "post": post, "worker": worker, "tick": tick}[sys.argv[1]]()
+    {"build": build, "migrate": migrate, "applied": applied, "post": post, "worker": worker, "tick": tick}[sys.argv[1]]()

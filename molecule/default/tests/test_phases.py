@@ -47,6 +47,12 @@ def test_migrate_ran_once_on_the_first_app_server_and_the_app_reads_its_database
     assert release.code(applied[0]["release"]) == release.id(os.path.join(EXAMPLE, "app"), LOCK)
 
 
+def test_every_app_server_keeps_what_the_database_has_in_its_release_metadata(hosts):
+    for name in HOSTS:
+        meta = json.loads(hosts(name).file("/srv/demo/current/.release.json").content_string)
+        assert (meta["migrations"]["applied"], meta["migrations"]["ran_on"]) == (["0001_visits.sql"], "pyfleet-default")
+
+
 def test_post_ran_once_after_the_release_went_live_and_not_again_when_nothing_changed(hosts, release):
     assert [name for name in HOSTS if hosts(name).file(DATA + "/post.log").exists] == ["pyfleet-default"]
     # converge and idempotence ran site twice: only the first went live.

@@ -16,6 +16,7 @@ import pytest
 PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
 
 SECRET, ROTATED = "s3cr3t-value-for-tests", "rotated-S3CRET-for-tests"
+NEW_MIGRATION = "0002_colors.sql"
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,9 @@ def from_tarball(inventory, work, release, hosts, https):
                                       check=True, capture_output=True, text=True, env=env).stdout)
     app = os.path.join(PROJECT, "examples", "fastapi", "app")
     unhealthy = release.variant(work, "site-unhealthy", "v2-unhealthy", release.unhealthy_fastapi, app=app)
+    # It migrates before it fails health: the migration stays, and the summary says so.
+    with open(os.path.join(unhealthy, "migrations", NEW_MIGRATION), "w", encoding="utf-8") as script:
+        script.write("CREATE TABLE colors (name TEXT PRIMARY KEY);\n")
     runs = {
         "rolling_reload": ["-e", json.dumps({"app_secrets": {"DEMO_SECRET": ROTATED},
                                              "rollout_report_dir": out + "/reports"})],
@@ -176,3 +180,31 @@ def test_site_switched_back_to_the_release_served_before_it(from_tarball, hosts,
     assert (answer.status, json.loads(answer.body)["release"]) == (200, from_tarball["before_site"])
     assert _default(hosts).file("/srv/demo/current").linked_to == "/srv/demo/releases/%s" % from_tarball["before_site"]
     assert from_tarball["unhealthy"] != release.code(from_tarball["before_site"])
+
+
+def test_site_of_a_release_that_migrated_then_failed_says_the_migration_stays(from_tarball, hosts, https):
+    output = " ".join(from_tarball["site_output"].split())
+    assert re.search(r"app_migrate ran for release %s-[0-9a-f]{8} on pyfleet-default and stays applied "
+                     r"\(the database has 0001_visits.sql, %s\)" % (from_tarball["unhealthy"], NEW_MIGRATION), output), output[-3000:]
+    applied = https(_default(hosts), "/migrations", "pyfleet-default").json()["applied"]
+    assert [row["name"] for row in applied] == ["0001_visits.sql", NEW_MIGRATION]
+
+
+@pytest.fixture(scope="module")
+def rollback_past_a_migration(from_tarball, playbooks, work):
+    """After the module's other checks: rollback of pyfleet-default to the release converge deployed,
+    which predates the migration the failed site applied."""
+    return playbooks.run("rollback", os.path.join(PROJECT, "examples", "fastapi", "app"),
+                         os.path.join(PROJECT, "examples", "fastapi", "requirements.txt"),
+                         {"rollout_target_release": from_tarball["before_reload"]}, args=["--limit", "pyfleet-default"])
+
+
+def test_rollback_to_a_release_before_a_migration_names_it_in_the_summary(rollback_past_a_migration, from_tarball):
+    rollout = rollback_past_a_migration
+    assert rollout.rc == 0, rollout.output[-4000:]
+    assert [host["to"] for host in rollout.report["hosts"]] == [from_tarball["before_reload"]]
+    warnings = rollout.report["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        "the database keeps 1 migration that release %s did not have: %s (applied by %s-"
+        % (from_tarball["before_reload"], NEW_MIGRATION, from_tarball["unhealthy"])), warnings
+    assert "warning: " + warnings[0] in " ".join(rollout.output.split())

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.pyfleet.deploy.plugins.filter.rollout import rollout_results, rollout_table
+from ansible_collections.pyfleet.deploy.plugins.filter.rollout import (
+    migrations_since,
+    rollout_results,
+    rollout_table,
+    rollout_warnings,
+)
 
 OK = {"host": "app1", "from": "aaa", "to": "bbb", "method": "hup", "why": "code or config only",
       "swap_seconds": 0.412, "socket_ms": 3.1, "nginx_ms": 4.25, "result": "ok", "reason": ""}
@@ -61,3 +66,45 @@ def test_the_release_phases_are_listed_with_their_host_result_and_error():
     assert lines[-3:] == ["app_migrate on app1: failed in 2.00 s: app_migrate[0] failed with exit 1",
                           "app_post on app1: ok in 1.23 s",
                           "stopped: app_migrate failed"]
+
+
+RECORDS = [
+    {"release": "aaa-1", "at": 10.0, "applied": ["0001_a"]},
+    {"release": "bbb-1", "at": 20.0, "applied": ["0001_a"]},
+    {"release": "ccc-1", "at": 30.0, "applied": ["0001_a", "0002_b"]},
+    {"release": "ddd-1", "at": 40.0, "applied": ["0001_a", "0002_b", "0003_c"]},
+]
+
+
+def test_a_rollback_names_the_migrations_its_target_did_not_have_and_who_applied_them():
+    warning = migrations_since(RECORDS, "aaa-1")
+    assert warning.startswith("the database keeps 2 migrations that release aaa-1 did not have: 0002_b, 0003_c "
+                              "(applied by ccc-1, ddd-1). rollback does not undo migrations: aaa-1 must run")
+
+
+def test_no_warning_when_nothing_was_applied_since_or_the_target_is_the_newest():
+    assert migrations_since(RECORDS[:2], "aaa-1") == ""
+    assert migrations_since(RECORDS, "ddd-1") == ""
+    assert migrations_since([], "aaa-1") == ""
+
+
+def test_a_target_without_a_record_is_told_what_the_database_has():
+    warning = migrations_since(RECORDS, "zzz-1")
+    assert warning.startswith("release zzz-1 recorded no migrations; the database has what release ddd-1 recorded "
+                              "after its app_migrate: 0001_a, 0002_b, 0003_c.")
+
+
+def test_a_migration_that_a_rollback_did_not_undo_is_a_warning_once():
+    hosts = [dict(OK, host="a", warning="w1"), dict(OK, host="b", warning="w1"),
+             dict(OK, host="c", result="rolled back", warning="")]
+    phases = {"app_migrate": {"host": "a", "release": "bbb-1", "result": "ok", "applied": ["0001_a", "0002_b"]}}
+    assert rollout_warnings(hosts, phases) == [
+        "w1", "app_migrate ran for release bbb-1 on a and stays applied (the database has 0001_a, 0002_b): "
+              "rolling c back did not undo it, so the release before runs against it."]
+    assert rollout_warnings(hosts[:2], phases) == ["w1"]
+    assert rollout_warnings(hosts, {"app_migrate": dict(phases["app_migrate"], result="failed")}) == ["w1"]
+
+
+def test_the_table_ends_with_the_warnings():
+    table = rollout_table({"rollout": "r", "release": "bbb", "hosts": [OK], "warnings": ["keep calm"]})
+    assert table.splitlines()[-1] == "warning: keep calm"

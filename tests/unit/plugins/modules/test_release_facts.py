@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import sys
@@ -187,3 +188,24 @@ def test_the_service_names_the_target_pyfleet_files_that_differ(root, tmp_path, 
     assert rc == 0, out
     assert (out["service"]["serving"], out["service"]["differs"], out["service"]["need_daemon_reload"]) == (
         ["r1"], ["env"], True)
+
+
+def _release(releases, name, meta):
+    (releases / name).mkdir()
+    (releases / name / ".release.json").write_text(meta if isinstance(meta, str) else json.dumps(meta))
+
+
+def test_the_records_come_oldest_first_and_releases_without_one_are_left_out(tmp_path):
+    _release(tmp_path, "new-1", {"id": "new-1", "migrations": {"at": 20, "applied": ["0001_a", "0002_b"]}})
+    _release(tmp_path, "old-1", {"id": "old-1", "migrations": {"at": 10.5, "applied": ["0001_a"]}})
+    _release(tmp_path, "none-1", {"id": "none-1"})
+    _release(tmp_path, "broken-1", "{not json")
+    (tmp_path / "new-1.partial").mkdir()
+    assert release_facts.migration_records(str(tmp_path)) == [
+        {"release": "old-1", "at": 10.5, "applied": ["0001_a"]},
+        {"release": "new-1", "at": 20.0, "applied": ["0001_a", "0002_b"]},
+    ]
+
+
+def test_no_releases_directory_is_no_records(tmp_path):
+    assert release_facts.migration_records(str(tmp_path / "missing")) == []
