@@ -12,8 +12,11 @@ the published ports with bench/loadgen.py, and read the rollout summaries.
 from __future__ import annotations
 
 import glob
+import http.client
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -21,6 +24,7 @@ import time
 
 import pytest
 import testinfra
+from websockets.sync.client import connect as websocket_connect
 
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(PROJECT, "bench"))
@@ -273,3 +277,63 @@ def children():
         return master, host.check_output("ps -o pid= -o args= --ppid %s" % master).splitlines()
 
     return of
+
+
+class _NamedHTTPS(http.client.HTTPSConnection):
+    """HTTPS to a published port on 127.0.0.1, with the site's name as SNI, as a browser sends it."""
+
+    def __init__(self, port, name, context, timeout=15):
+        super().__init__("127.0.0.1", port, timeout=timeout, context=context)
+        self.site_name = name
+
+    def connect(self):
+        self.sock = self._context.wrap_socket(socket.create_connection((self.host, self.port), self.timeout),
+                                              server_hostname=self.site_name)
+
+
+@pytest.fixture(scope="session")
+def streams(ca_file):
+    """Long-lived connections to a site through a published port, verified against the internal CA.
+
+    * ``streams.websocket(port, name, path, messages)``: the first message the server sends (JSON),
+      then the echo of each of ``messages``, and the close code;
+    * ``streams.events(port, name, path)``: each server-sent event's data (JSON) with the seconds
+      after the request at which it arrived, and the response headers.
+    """
+
+    class Streams:
+        @staticmethod
+        def context():
+            return ssl.create_default_context(cafile=ca_file)
+
+        @classmethod
+        def websocket(cls, port, name, path="/ws", messages=("ping",)):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+            with websocket_connect("wss://%s%s" % (name, path), sock=sock, ssl=cls.context(), server_hostname=name,
+                                   open_timeout=15, close_timeout=5) as client:
+                hello = json.loads(client.recv(timeout=15))
+                echoes = []
+                for message in messages:
+                    client.send(message)
+                    echoes.append(client.recv(timeout=15))
+            return {"hello": hello, "echoes": echoes, "close_code": client.close_code}
+
+        @classmethod
+        def events(cls, port, name, path):
+            connection = _NamedHTTPS(port, name, cls.context())
+            started = time.monotonic()
+            try:
+                connection.request("GET", path, headers={"Host": name, "Accept": "text/event-stream"})
+                answer = connection.getresponse()
+                received = []
+                while True:
+                    line = answer.readline()
+                    if not line:
+                        break
+                    if line.startswith(b"data: "):
+                        received.append((round(time.monotonic() - started, 2), json.loads(line[6:])))
+                return {"status": answer.status, "headers": answer.headers, "events": received}
+            finally:
+                connection.close()
+
+    return Streams

@@ -190,6 +190,10 @@ BAD_INPUT = [
     ("keepalive-order", "site", {"nginx_upstream_keepalive_timeout": 90},
      "nginx_upstream_keepalive_timeout must be at least 1 and shorter than gunicorn_keepalive (75) and "
      "gunicorn_graceful_timeout (30)"),
+    ("stream-location-with-a-brace", "site", {"nginx_stream_locations": [{"location": "/ws { return 200; }"}]},
+     "nginx_stream_locations must be a list of entries whose location starts with '/' and has no space, ';', '{' or '}'"),
+    ("stream-read-timeout-zero", "site", {"nginx_stream_locations": [{"location": "/events", "read_timeout": 0}]},
+     "nginx_stream_locations must be a list of entries whose read_timeout is at least 1 (seconds)"),
     ("static-location-relative", "site", {"nginx_static_locations": [{"location": "static", "path": "/srv/shop/static/"}]},
      "nginx_static_locations must be a list of entries whose location starts and ends with '/'"),
     ("static-locations-as-string", "site", {"nginx_static_locations": "/static/"},

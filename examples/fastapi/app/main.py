@@ -9,7 +9,8 @@ import os
 import sqlite3
 from pathlib import Path
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
 
 APP_VERSION = "v1"
 HERE = Path(__file__).resolve().parent
@@ -78,3 +79,30 @@ async def client(request: Request) -> dict:
         "scheme": request.url.scheme,
         "host": request.headers.get("host"),
     }
+
+
+@app.websocket("/ws")
+async def echo(socket: WebSocket) -> None:
+    """A WebSocket echo: the release first, as {"release": ...}, then every text message back."""
+    await socket.accept()
+    await socket.send_json({"release": RELEASE.get("id", "unknown"), "version": APP_VERSION})
+    try:
+        while True:
+            await socket.send_text(await socket.receive_text())
+    except WebSocketDisconnect:
+        return
+
+
+@app.get("/events")
+async def events(count: int = Query(5, ge=1, le=3600), every: float = Query(1.0, ge=0.05, le=60)) -> StreamingResponse:
+    """Server-sent events: `count` events `every` seconds apart, each naming the release that sent it."""
+
+    async def stream():
+        for number in range(count):
+            if number:
+                await asyncio.sleep(every)
+            yield "id: %d\ndata: %s\n\n" % (number, json.dumps({"release": RELEASE.get("id", "unknown"), "n": number}))
+
+    # X-Accel-Buffering: no tells nginx, on the app server and at the load balancer, to pass each event on at once.
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

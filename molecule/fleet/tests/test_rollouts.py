@@ -558,3 +558,32 @@ class TestWorkersBehindCurrent:
 
     def test_every_app_server_serves_the_live_release(self, step, served, ids):
         assert served() == dict.fromkeys(APP_HOSTS, ids["v2"])
+
+
+def test_the_load_balancer_sends_strict_transport_security_once(lb_raw):
+    _status, headers, _body = lb_raw("/health")
+    assert headers.get_all("Strict-Transport-Security") == ["max-age=63072000"]
+
+
+@pytest.mark.parametrize("port", [9443, 9444], ids=["load balancer", "app server"])
+def test_the_certificate_is_served_without_the_root_ca(port):
+    shown = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", SERVER_NAME,
+                            "-showcerts"], input="", capture_output=True, text=True, timeout=30, check=False)
+    assert shown.stdout.count("-----BEGIN CERTIFICATE-----") == 1, shown.stdout[-2000:]
+
+
+def test_a_websocket_echoes_through_the_load_balancer_from_the_live_release(streams, served):
+    """/ws is one of nginx_stream_locations, on the balancer and on the app servers."""
+    answer = streams.websocket(9443, SERVER_NAME, "/ws", ["ping", "déjà vu"])
+    assert [answer["hello"]["release"]] == sorted(set(served(whole=True).values()))
+    assert (answer["echoes"], answer["close_code"]) == (["ping", "déjà vu"], 1000)
+
+
+def test_an_event_stream_reaches_the_client_event_by_event_through_both_nginx(streams):
+    """/events goes through "/": the app's X-Accel-Buffering: no reaches the balancer, which buffers nothing either."""
+    answer = streams.events(9443, SERVER_NAME, "/events?count=3&every=1")
+    assert answer["status"] == 200 and answer["headers"]["Content-Type"].startswith("text/event-stream")
+    assert [event["n"] for _at, event in answer["events"]] == [0, 1, 2]
+    arrivals = [at for at, _event in answer["events"]]
+    # Buffered, the three would arrive together at the end; streamed, a second apart.
+    assert arrivals[1] - arrivals[0] >= 0.6 and arrivals[2] - arrivals[1] >= 0.6, arrivals
