@@ -292,7 +292,18 @@ class _NamedHTTPS(http.client.HTTPSConnection):
 
 
 @pytest.fixture(scope="session")
-def streams(ca_file):
+def named_https(ca_file):
+    """named_https(port, name): an HTTPS connection to 127.0.0.1:port with the site's name as SNI,
+    verified against the internal CA, as a browser reaches the site by its name."""
+
+    def connection(port, name, timeout=15):
+        return _NamedHTTPS(port, name, ssl.create_default_context(cafile=ca_file), timeout)
+
+    return connection
+
+
+@pytest.fixture(scope="session")
+def streams(ca_file, named_https):
     """Long-lived connections to a site through a published port, verified against the internal CA.
 
     * ``streams.websocket(port, name, path, messages)``: the first message the server sends (JSON),
@@ -320,7 +331,7 @@ def streams(ca_file):
 
         @classmethod
         def events(cls, port, name, path):
-            connection = _NamedHTTPS(port, name, cls.context())
+            connection = named_https(port, name)
             started = time.monotonic()
             try:
                 connection.request("GET", path, headers={"Host": name, "Accept": "text/event-stream"})

@@ -11,12 +11,9 @@ thing a user would notice. The steps build on each other, in file order.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
-import socket
-import ssl
 import subprocess
 import time
 
@@ -139,21 +136,12 @@ def live_files(hosts):
     return read
 
 
-class _LbConnection(http.client.HTTPSConnection):
-    """HTTPS to the balancer's published port with the site's name as SNI, as a browser sends it."""
-
-    def connect(self):
-        sock = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=SERVER_NAME)
-
-
 @pytest.fixture(scope="session")
-def lb_raw(ca_file):
+def lb_raw(named_https):
     """(status, headers, body text) of one request through the load balancer, chain and name verified."""
 
     def get(path="/"):
-        host, port = LB_URL.split("//", 1)[1].rsplit(":", 1)
-        connection = _LbConnection(host, int(port), timeout=10, context=ssl.create_default_context(cafile=ca_file))
+        connection = named_https(int(LB_URL.rsplit(":", 1)[1]), SERVER_NAME, timeout=10)
         try:
             connection.request("GET", path, headers={"Host": SERVER_NAME})
             answer = connection.getresponse()
