@@ -70,9 +70,72 @@ def note():
     return FIGURES.append
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "changes: the test or its fixture runs playbooks that change hosts, so it "
+                            "runs after every test that only reads them")
+    config.addinivalue_line("markers", "lane(name): changes hosts no other test changes; with pytest-xdist "
+                            "(--dist loadgroup) it runs on a worker of its own, beside the other changes, once "
+                            "every read-only test has run")
+
+
+def _changes(item):
+    return any(item.get_closest_marker(name) for name in ("changes", "lane"))
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(items):
-    """Check what converge made before anything rolls out: rollout modules run last, in their own order."""
-    items.sort(key=lambda item: item.module.__name__ == "test_rollout_under_load")
+    """Check what converge made before anything changes it: the tests that only read hosts run first, then
+    those that change them, rollouts under load last (each module in its own order). With pytest-xdist, a
+    lane's tests form one xdist group, all other tests the group "main" (marked before xdist reads the
+    marks)."""
+    items.sort(key=lambda item: (_changes(item), item.module.__name__ == "test_rollout_under_load"))
+    for item in items:
+        lane = item.get_closest_marker("lane")
+        item.add_marker(pytest.mark.xdist_group(lane.args[0] if lane else "main"))
+    return (yield)
+
+
+# The lanes under pytest-xdist: the main worker opens the barrier when it has
+# run every read-only test (it starts its first change, or it ends); a lane's
+# worker waits for it before its first test.
+LANE_WAIT_SECONDS = 900
+
+
+def _barrier():
+    return os.path.join(tempfile.gettempdir(), "pyfleet-readers-done-%s" % os.environ["PYTEST_XDIST_TESTRUNUID"])
+
+
+def _open_barrier():
+    with open(_barrier(), "a", encoding="utf-8"):
+        pass
+
+
+def pytest_runtest_setup(item):
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    if not item.get_closest_marker("lane"):
+        if _changes(item):
+            _open_barrier()
+        return
+    deadline = time.monotonic() + LANE_WAIT_SECONDS
+    while not os.path.exists(_barrier()):
+        if time.monotonic() > deadline:
+            pytest.fail("lane %s: the read-only tests of the main worker did not finish within %d s"
+                        % (item.get_closest_marker("lane").args[0], LANE_WAIT_SECONDS))
+        time.sleep(0.5)
+
+
+def pytest_sessionfinish(session):
+    """A worker hands its figures to the controller, which prints them (pytest_testnodedown)."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        _open_barrier()
+        output["pyfleet_figures"] = list(FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    FIGURES.extend(getattr(node, "workeroutput", {}).get("pyfleet_figures", []))
 
 
 @pytest.fixture(scope="session")

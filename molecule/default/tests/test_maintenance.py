@@ -13,6 +13,8 @@ import subprocess
 
 import pytest
 
+pytestmark = pytest.mark.lane("pyfleet-default")  # it switches pyfleet-default, and only it
+
 HOST = "pyfleet-default"
 
 

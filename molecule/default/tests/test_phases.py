@@ -60,40 +60,52 @@ def test_post_ran_once_after_the_release_went_live_and_not_again_when_nothing_ch
     assert first[1] == "demo" and release.code(first[0]) == release.id(os.path.join(EXAMPLE, "app"), LOCK)
 
 
+def _current(hosts, name):
+    return hosts(name).file("/srv/demo/current").linked_to
+
+
 @pytest.fixture(scope="module")
-def failing(playbooks, release, work, hosts):
-    """rolling_reload of a new release on pyfleet-default whose second migrate step fails, then one on
-    uvicorn-app whose second build step fails: what each host served before, and the two rollouts."""
-    before = {name: hosts(name).file("/srv/demo/current").linked_to for name in HOSTS}
-    source = release.variant(work, "phases", "v1-phases")
-    # Two hosts, two rollouts at once: each takes its own host's deploy lock.
-    migrate = playbooks.start("rolling_reload", source, LOCK, {
+def failing_migration(playbooks, release, work, hosts):
+    """rolling_reload of a new release on pyfleet-default whose second migrate step fails: what the host
+    served before, and the rollout."""
+    before = _current(hosts, "pyfleet-default")
+    source = release.variant(work, "phases-migrate", "v1-phases")
+    return before, playbooks.run("rolling_reload", source, LOCK, {
         "app_migrate": ["python manage.py migrate", "echo 'schema is locked' >&2; exit 3"]},
         args=["--limit", "pyfleet-default"])
-    build = playbooks.start("rolling_reload", source, LOCK, {
+
+
+@pytest.fixture(scope="module")
+def failing_build(playbooks, release, work, hosts):
+    """rolling_reload of a new release on uvicorn-app whose second build step fails: what the host served
+    before, and the rollout."""
+    before = _current(hosts, "uvicorn-app")
+    source = release.variant(work, "phases-build", "v1-phases")
+    return before, playbooks.run("rolling_reload", source, LOCK, {
         "app_build": ["python manage.py build", "python -c 'import sys; sys.exit(\"no assets\")'"]},
         args=["--limit", "uvicorn-app"])
-    return before, playbooks.finish(migrate), playbooks.finish(build)
 
 
-def test_a_failing_migration_stops_the_rollout_before_the_switch_naming_the_step(failing, hosts):
-    before, migrate, _build = failing
+@pytest.mark.lane("pyfleet-default")
+def test_a_failing_migration_stops_the_rollout_before_the_switch_naming_the_step(failing_migration, hosts):
+    before, migrate = failing_migration
     assert migrate.rc != 0
     assert migrate.report["stopped"] and migrate.results == ["not started"]
     phase = migrate.report["phases"]["app_migrate"]
     assert (phase["host"], phase["result"]) == ("pyfleet-default", "failed")
     assert phase["error"].startswith('app_migrate[1] ("echo \'schema is locked\' >&2; exit 3") failed on pyfleet-default with exit 3')
     assert "schema is locked" in phase["error"] and "app_migrate[1]" in migrate.report["stop_reason"]
-    assert hosts("pyfleet-default").file("/srv/demo/current").linked_to == before["pyfleet-default"]
+    assert _current(hosts, "pyfleet-default") == before
 
 
-def test_a_failing_build_step_stops_staging_with_0_hosts_changed_naming_the_step(failing, hosts):
-    before, _migrate, build = failing
+@pytest.mark.changes
+def test_a_failing_build_step_stops_staging_with_0_hosts_changed_naming_the_step(failing_build, hosts):
+    before, build = failing_build
     assert build.rc != 0 and build.results == ["not started"]
     reason = build.report["stop_reason"]
     assert "preflight on uvicorn-app failed, 0 hosts changed" in reason
     assert "app_build[1] (\"python -c 'import sys; sys.exit(\\\"no assets\\\")'\") failed on uvicorn-app with exit 1" in reason
     assert "no assets" in reason
-    assert hosts("uvicorn-app").file("/srv/demo/current").linked_to == before["uvicorn-app"]
+    assert _current(hosts, "uvicorn-app") == before
     # The failed build left nothing owned by the app user in the release tree it was writing.
     assert hosts("uvicorn-app").run("find /srv/demo/releases -user demo").stdout == ""

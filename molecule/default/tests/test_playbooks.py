@@ -13,6 +13,8 @@ import tempfile
 
 import pytest
 
+pytestmark = pytest.mark.lane("pyfleet-default")  # every test here changes pyfleet-default, and only it
+
 PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
 
 SECRET, ROTATED = "s3cr3t-value-for-tests", "rotated-S3CRET-for-tests"

@@ -15,6 +15,8 @@ import os
 
 import pytest
 
+pytestmark = pytest.mark.changes
+
 PROJECT = os.environ["MOLECULE_PROJECT_DIRECTORY"]
 EPHEMERAL = os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]
 FASTAPI, FLASK = (os.path.join(PROJECT, "examples", name) for name in ("fastapi", "flask"))
