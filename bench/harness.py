@@ -5,7 +5,9 @@
 * ``run``: a command, echoed, that must succeed;
 * ``playbook``: one ``ansible-playbook pyfleet.deploy.<name>`` run, timed;
 * ``BackgroundLoad``: bench/loadgen.py in a child process against a published
-  port, bounded in time and count, stopped through its stop file.
+  port, bounded in time and count, stopped through its stop file;
+* ``BackgroundStreams``: bench/streamload.py the same way, WebSocket and
+  event-stream clients held open.
 """
 
 from __future__ import annotations
@@ -102,3 +104,46 @@ class BackgroundLoad:
         time.sleep(settle)
         self.stop()
         return self.result()
+
+
+class BackgroundStreams:
+    """bench/streamload.py in the background: long-lived connections held through a rollout."""
+
+    def __init__(self, work, label, port, server_name, ca_file, websockets=200, event_streams=20, duration=900):
+        stamp = "%s-%d" % (label, time.monotonic_ns())
+        self.stop_file = os.path.join(work, "stop-streams-" + stamp)
+        self.output = os.path.join(work, "streams-%s.json" % stamp)
+        self.progress = os.path.join(work, "progress-streams-" + stamp)
+        self.wanted = (websockets, event_streams)
+        argv = [sys.executable, os.path.join(HERE, "streamload.py"), "--port", str(port), "--server-name", server_name,
+                "--ca-file", ca_file, "--websockets", str(websockets), "--event-streams", str(event_streams),
+                "--duration", str(duration), "--stop-file", self.stop_file, "--progress-file", self.progress,
+                "--output", self.output]
+        self.process = subprocess.Popen(argv)
+
+    def opened(self):
+        """(WebSockets, event streams) opened so far."""
+        try:
+            with open(self.progress, encoding="utf-8") as handle:
+                return tuple(int(field) for field in handle.read().split())
+        except (OSError, ValueError):
+            return (0, 0)
+
+    def wait_connected(self, timeout=60):
+        """Wait until every client has connected once; False if not within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            opened = self.opened()
+            if len(opened) == 2 and opened[0] >= self.wanted[0] and opened[1] >= self.wanted[1]:
+                return True
+            time.sleep(0.5)
+        return False
+
+    def finish(self, settle):
+        """Wait ``settle`` seconds (the drains after the last switch), then stop and return the JSON result."""
+        time.sleep(settle)
+        with open(self.stop_file, "w", encoding="utf-8"):
+            pass
+        self.process.wait(timeout=120)
+        with open(self.output, encoding="utf-8") as handle:
+            return json.load(handle)

@@ -29,7 +29,7 @@ from websockets.sync.client import connect as websocket_connect
 PROJECT = os.environ.get("MOLECULE_PROJECT_DIRECTORY", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(PROJECT, "bench"))
 
-from harness import BackgroundLoad, playbook_argv  # noqa: E402  (bench/harness.py, shared with the bench)
+from harness import BackgroundLoad, BackgroundStreams, playbook_argv  # noqa: E402  (bench/harness.py, shared with the bench)
 from releases import UNHEALTHY_FASTAPI, code_of, release_id, variant  # noqa: E402  (bench/releases.py, shared with the bench)
 
 
@@ -235,6 +235,20 @@ def load(work, ca_file):
                                     path="/health", host_header=server_name, requests=2000000)
         time.sleep(1)  # the clients are connected before the playbook starts
         return background
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def stream_load(work, ca_file):
+    """Hold long-lived connections through a published port: stream_load(port, server_name, websockets=...,
+    event_streams=...), connected before it returns (bench/streamload.py)."""
+
+    def start(port, server_name, websockets=200, event_streams=20, label="streams"):
+        streams = BackgroundStreams(work, label, port, server_name, ca_file, websockets, event_streams)
+        assert streams.wait_connected(), "only %s of %d WebSockets and %d event streams connected" % (
+            streams.opened(), websockets, event_streams)
+        return streams
 
     return start
 

@@ -12,6 +12,7 @@ _COLUMNS = (
     ("release", None),
     ("method", "method"),
     ("swap s", "swap_seconds"),
+    ("draining", "draining"),
     ("socket ms", "socket_ms"),
     ("nginx ms", "nginx_ms"),
     ("result", "result"),
@@ -37,7 +38,7 @@ def rollout_results(hosts, hostvars):
             record = None
         if not record:
             record = {"host": host, "from": None, "to": None, "method": None, "why": None,
-                      "swap_seconds": None, "socket_ms": None, "nginx_ms": None,
+                      "swap_seconds": None, "draining": None, "socket_ms": None, "nginx_ms": None,
                       "result": "not started", "reason": ""}
         results.append(dict(record))
     return results

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import time
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "SwapError",
     "SwapTimeout",
     "check_generation",
+    "draining_connections",
     "normalize_service",
     "parse_stat",
     "wait_for_swap",
@@ -40,6 +42,8 @@ _OTHER_UNIT_SUFFIXES = (
 
 # In the command line of multiprocessing's resource tracker.
 HELPER_MARK = b"multiprocessing.resource_tracker"
+# What an old worker that holds only long-lived connections calls itself.
+_DRAIN_NAME = re.compile(r"^drain:([0-9]+)$")
 
 ProcStat = collections.namedtuple("ProcStat", ["pid", "comm", "state", "ppid", "starttime"])
 ProcStat.__doc__ = "The fields of /proc/<pid>/stat this module needs."
@@ -200,17 +204,34 @@ def _plural(count, word):
     return "%d %s%s" % (count, word, "" if count == 1 else "s")
 
 
+def draining_connections(stat):
+    """The long-lived connections an old worker still drains, or None if it does not say it drains.
+
+    pyfleet's Uvicorn workers name themselves ``drain:<count>`` once they hold
+    nothing but WebSockets and event streams, which they close cleanly when
+    their stream drain ends (pyfleet_drain.py): such a worker no longer takes
+    part in the swap.
+    """
+    match = _DRAIN_NAME.match(stat.comm or "")
+    return int(match.group(1)) if match else None
+
+
 def check_generation(proc, master, old_workers, workers, release_path=None):
     """Check whether ``master`` runs a complete new worker generation.
 
-    Returns ``(ok, reasons, new_workers, lingering)``: ``reasons`` lists every
-    unmet condition (empty when ok), ``new_workers`` the pids of children that
-    are not old workers, ``lingering`` the old workers still running under the
-    master. ``release_path`` must already be resolved (realpath).
+    Returns ``(ok, reasons, new_workers, lingering, draining)``: ``reasons``
+    lists every unmet condition (empty when ok), ``new_workers`` the pids of
+    children that are not old workers, ``lingering`` the old workers still
+    running under the master other than ``draining``, a ``{pid: connections}``
+    dict of the old workers that only drain long-lived connections (see
+    ``draining_connections``). ``release_path`` must already be resolved
+    (realpath).
     """
     old = _as_identities(old_workers)
     children = proc.children(master)
-    lingering = [child.pid for child in children if _is_old(child, old)]
+    draining = dict((child.pid, draining_connections(child)) for child in children
+                    if _is_old(child, old) and draining_connections(child) is not None)
+    lingering = [child.pid for child in children if _is_old(child, old) and child.pid not in draining]
     new = [child.pid for child in children if not _is_old(child, old)]
     reasons = []
     if lingering:
@@ -227,7 +248,7 @@ def check_generation(proc, master, old_workers, workers, release_path=None):
                 reasons.append("cannot read the working directory of worker %d" % pid)
             elif cwd != release_path:
                 reasons.append("worker %d runs from %s, expected %s" % (pid, cwd, release_path))
-    return (not reasons, reasons, new, lingering)
+    return (not reasons, reasons, new, lingering, draining)
 
 
 class SwapError(Exception):
@@ -263,7 +284,9 @@ def wait_for_swap(proc, main_pid, method, old_master, old_workers, workers,
     a list of pids. ``start`` is the clock value when the signal was sent
     (defaults to now); the deadline is ``start + timeout``.
 
-    Returns a dict with ``master_pid_after``, ``new_workers``, ``seconds``.
+    Returns a dict with ``master_pid_after``, ``new_workers``, ``seconds``,
+    ``draining_workers`` (old workers that only drain long-lived connections,
+    which do not hold the swap up) and ``draining_connections`` (their count).
     Raises ``MasterGone`` at once if after a HUP the MainPID changes, and
     ``SwapTimeout`` when the deadline passes; both carry the last reason.
     """
@@ -277,6 +300,7 @@ def wait_for_swap(proc, main_pid, method, old_master, old_workers, workers,
     master = None
     new = []
     lingering = []
+    draining = {}
 
     while True:
         master = main_pid()
@@ -289,9 +313,9 @@ def wait_for_swap(proc, main_pid, method, old_master, old_workers, workers,
                     reason, master_pid_after=master, new_workers=new, lingering=lingering,
                     seconds=round(clock() - start, 3),
                 )
-            ok, reasons, new, lingering = check_generation(proc, master, old, workers, release_path)
+            ok, reasons, new, lingering, draining = check_generation(proc, master, old, workers, release_path)
         else:
-            ok, reasons, new, lingering = False, [], [], []
+            ok, reasons, new, lingering, draining = False, [], [], [], {}
             if not master:
                 reasons.append("MainPID is 0 (%s is not running yet)" % service)
             elif old_master and master == old_master:
@@ -300,7 +324,7 @@ def wait_for_swap(proc, main_pid, method, old_master, old_workers, workers,
                 state = active_state() if active_state is not None else "active"
                 if state != "active":
                     reasons.append("ActiveState is %s, not active" % state)
-                ok, more, new, lingering = check_generation(proc, master, old, workers, release_path)
+                ok, more, new, lingering, draining = check_generation(proc, master, old, workers, release_path)
                 reasons.extend(more)
                 ok = ok and not reasons
 
@@ -309,6 +333,8 @@ def wait_for_swap(proc, main_pid, method, old_master, old_workers, workers,
                 "master_pid_after": master,
                 "new_workers": new,
                 "seconds": round(max(clock() - start, 0.0), 3),
+                "draining_workers": sorted(draining),
+                "draining_connections": sum(draining.values()),
             }
         reason = "; ".join(reasons)
         now = clock()

@@ -18,6 +18,10 @@ description:
   - After a HUP the swap is complete when the master is still the same process, none of the old
     workers is still running under it, exactly O(workers) new workers run under it and, if
     O(release_path) is given, every new worker's working directory is that release.
+  - An old worker that holds nothing but long-lived connections (WebSockets and event streams,
+    which pyfleet's Uvicorn workers keep for C(gunicorn_stream_drain) seconds and then close
+    cleanly) names itself C(drain:<count>) and does not hold the swap up; RV(draining_workers) and
+    RV(draining_connections) report what the old generation still drains.
   - After a restart the swap is complete when the unit has a new non-zero C(MainPID), its
     C(ActiveState) is C(active), and exactly O(workers) workers (with the right working directory,
     if O(release_path) is given) run under the new master.
@@ -221,6 +225,19 @@ seconds:
   returned: always
   type: float
   sample: 1.412
+draining_workers:
+  description:
+    - Old workers still running when the swap was complete, each holding only long-lived
+      connections it closes when its stream drain ends.
+  returned: success
+  type: list
+  elements: int
+  sample: [41211]
+draining_connections:
+  description: The number of long-lived connections RV(draining_workers) still held.
+  returned: success
+  type: int
+  sample: 212
 release_path:
   description: O(release_path) resolved with C(realpath), or V(null) if not given.
   returned: always
@@ -385,6 +402,8 @@ def run_module(module, proc, clock=time.monotonic, sleep=time.sleep):
         master_pid_after=swap["master_pid_after"],
         new_workers=sorted(swap["new_workers"]),
         seconds=swap["seconds"],
+        draining_workers=swap["draining_workers"],
+        draining_connections=swap["draining_connections"],
     )
     module.exit_json(**result)
 

@@ -156,6 +156,9 @@ BAD_INPUT = [
      "gunicorn_workers must be 'auto' or an integer of at least 1; got the string \"many\"."),
     ("timeout-zero", "site", {"gunicorn_timeout": 0},
      "gunicorn_timeout must be an integer of at least 1 (seconds); got the integer 0."),
+    ("stream-drain-past-graceful-timeout", "site", {"gunicorn_stream_drain": 30},
+     "gunicorn_stream_drain must be an integer of at least 0 and below gunicorn_graceful_timeout (30), in seconds; "
+     "got the integer 30."),
     ("threads-as-list", "site", {"gunicorn_threads": [4]}, "gunicorn_threads must be an integer; got a list [4]."),
     ("server-unknown", "site", {"gunicorn_server": "hypercorn"},
      'gunicorn_server must be one of gunicorn, uvicorn; got the string "hypercorn".'),

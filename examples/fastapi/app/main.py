@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -81,27 +82,32 @@ async def client(request: Request) -> dict:
     }
 
 
+def _sender() -> dict:
+    """Who answers a long-lived connection: the release, the version and the host."""
+    return {"release": RELEASE.get("id", "unknown"), "version": APP_VERSION, "host": socket.gethostname()}
+
+
 @app.websocket("/ws")
-async def echo(socket: WebSocket) -> None:
-    """A WebSocket echo: the release first, as {"release": ...}, then every text message back."""
-    await socket.accept()
-    await socket.send_json({"release": RELEASE.get("id", "unknown"), "version": APP_VERSION})
+async def echo(client: WebSocket) -> None:
+    """A WebSocket echo: {"release", "version", "host"} first, then every text message back."""
+    await client.accept()
+    await client.send_json(_sender())
     try:
         while True:
-            await socket.send_text(await socket.receive_text())
+            await client.send_text(await client.receive_text())
     except WebSocketDisconnect:
         return
 
 
 @app.get("/events")
 async def events(count: int = Query(5, ge=1, le=3600), every: float = Query(1.0, ge=0.05, le=60)) -> StreamingResponse:
-    """Server-sent events: `count` events `every` seconds apart, each naming the release that sent it."""
+    """Server-sent events: `count` events `every` seconds apart, each naming the release and host that sent it."""
 
     async def stream():
         for number in range(count):
             if number:
                 await asyncio.sleep(every)
-            yield "id: %d\ndata: %s\n\n" % (number, json.dumps({"release": RELEASE.get("id", "unknown"), "n": number}))
+            yield "id: %d\ndata: %s\n\n" % (number, json.dumps(dict(_sender(), n=number)))
 
     # X-Accel-Buffering: no tells nginx, on the app server and at the load balancer, to pass each event on at once.
     return StreamingResponse(stream(), media_type="text/event-stream",

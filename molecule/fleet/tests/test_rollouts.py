@@ -15,6 +15,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -177,7 +178,8 @@ def lb_versions(lb_get):
 
 @pytest.fixture(scope="session")
 def lb_retries(hosts):
-    """Count the requests the balancer had to retry on another app server, from its JSON access log."""
+    """Count the requests the balancer had to retry on another app server, from its JSON access log (a
+    WebSocket's handshake answers 101)."""
 
     def mark():
         return int(hosts("fleet-lb").check_output("wc -l < %s" % LB_LOG))
@@ -186,7 +188,7 @@ def lb_retries(hosts):
         retries = 0
         for line in hosts("fleet-lb").check_output("tail -n +%d %s" % (since + 1, LB_LOG)).splitlines():
             entry = json.loads(line)
-            if "," in entry["upstream_status"] or entry["upstream_status"] not in ("200", "-"):
+            if "," in entry["upstream_status"] or entry["upstream_status"] not in ("200", "101", "-"):
                 retries += 1
         return retries
 
@@ -199,11 +201,84 @@ def _under_load(load, run):
     return outcome, traffic.finish()
 
 
+# gunicorn_stream_drain, which the fleet leaves at its default: after a HUP the
+# old workers keep WebSockets and event streams this long, then close them.
+STREAM_DRAIN = 10
+WEBSOCKETS, EVENT_STREAMS = 200, 20
+
+
+class ServiceMemory(threading.Thread):
+    """demo.service's memory on one app server, every second while a rollout runs: the Pss of the master
+    and all its workers, old generation included, and how many workers it has. Read with docker exec,
+    beside the test: a measurement, not a step a user takes."""
+
+    COMMAND = ("m=$(systemctl show -P MainPID demo.service); n=$(pgrep -c -P $m); "
+               "for p in $m $(pgrep -P $m); do awk '/^Pss:/ {print $2}' /proc/$p/smaps_rollup; done 2>/dev/null "
+               "| awk -v n=$n '{s += $1} END {print s, n}'")
+
+    def __init__(self, host):
+        super().__init__(daemon=True)
+        self.host, self.samples, self.stopping = host, [], threading.Event()
+
+    def run(self):
+        while not self.stopping.wait(1.0):
+            out = subprocess.run(["docker", "exec", self.host, "sh", "-c", self.COMMAND],
+                                 capture_output=True, text=True, check=False).stdout.split()
+            if len(out) == 2:
+                self.samples.append((time.time(), int(out[0]) // 1024, int(out[1])))
+
+    def finish(self):
+        self.stopping.set()
+        self.join()
+        return self.samples
+
+
+def _under_load_with_streams(load, stream_load, run, settle):
+    """Like _under_load, with WebSocket and event-stream clients through the balancer held from before the
+    rollout until ``settle`` seconds after it, and fleet-app1's memory sampled meanwhile."""
+    streams = stream_load(int(LB_URL.rsplit(":", 1)[1]), SERVER_NAME, WEBSOCKETS, EVENT_STREAMS)
+    memory = ServiceMemory("fleet-app1")
+    memory.start()
+    started = time.time()
+    outcome, traffic = _under_load(load, run)
+    held = streams.finish(settle)
+    return outcome, traffic, dict(held, started=started, memory=memory.finish())
+
+
+def _hups(hosts, since):
+    """Per app server, the times (epoch seconds) its Gunicorn master handled a HUP since ``since``."""
+    found = {}
+    for name in APP_HOSTS:
+        out = hosts(name).check_output("journalctl -u demo.service -o short-unix --no-pager --since @%d "
+                                       "| grep -F 'Handling signal: hup' | cut -d' ' -f1; true" % int(since))
+        found[name] = sorted(float(line) for line in out.split())
+    return found
+
+
+def _memory_figure(samples):
+    """fleet-app1's service memory: before the rollout, at its peak (with how many workers) and at the end."""
+    if not samples:
+        return "no memory samples"
+    peak = max(samples, key=lambda sample: sample[1])
+    return "fleet-app1 Pss %d MiB (%d workers) before, peak %d MiB (%d workers) while draining, %d MiB (%d) after" % (
+        samples[0][1], samples[0][2], peak[1], peak[2], samples[-1][1], samples[-1][2])
+
+
+def _streams_figure(label, held):
+    kinds = []
+    for kind in ("websockets", "events"):
+        seen = held[kind]
+        kinds.append("%s: %d held, %d closed by the server %s, %d abnormal, %d reconnected" % (
+            kind, seen["clients"], len(seen["closes"]), seen["close_codes"], len(seen["abnormal"]),
+            len(seen["reconnected"])))
+    return "%s: %s; %s" % (label, "; ".join(kinds), _memory_figure(held["memory"]))
+
+
 class TestCodeOnlyRollout:
     """rolling_reload v1 -> v2 (a code change: HUP), while a second rollout tries to start."""
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, load, sources, locks, served, hosts, lb_retries, measured):
+    def step(self, playbooks, load, stream_load, sources, locks, served, hosts, lb_retries, measured, note):
         before = served(whole=True)
         mark, retried = lb_retries
         since = mark()
@@ -218,10 +293,11 @@ class TestCodeOnlyRollout:
             second = playbooks.run("rolling_reload", sources["v3"], locks["v1"])
             return held, second, playbooks.finish(first)
 
-        (held, second, rollout), traffic = _under_load(load, run)
+        (held, second, rollout), traffic, streams = _under_load_with_streams(load, stream_load, run, STREAM_DRAIN + 4)
         measured("fleet, v1 -> v2, code only", rollout, traffic)
+        note(_streams_figure("fleet, v1 -> v2, code only, long-lived connections", streams))
         return {"before": before, "held": held, "second": second, "rollout": rollout, "load": traffic,
-                "retried": retried(since)}
+                "retried": retried(since), "streams": streams, "hups": _hups(hosts, streams["started"] - 1)}
 
     def test_exits_0(self, step):
         assert step["rollout"].rc == 0, step["rollout"].output[-4000:]
@@ -256,6 +332,34 @@ class TestCodeOnlyRollout:
         assert step["second"].rc != 0
         assert "held by rollout" in step["second"].output
         assert "rollout_break_lock=true" in step["second"].output
+
+    def test_no_websocket_or_event_stream_ended_abnormally(self, step):
+        assert [step["streams"][kind]["abnormal"] for kind in ("websockets", "events")] == [[], []]
+
+    def test_the_old_workers_closed_every_websocket_with_1012_and_ended_every_event_stream(self, step):
+        websockets, events = step["streams"]["websockets"], step["streams"]["events"]
+        # Every first connection was served by a generation this rollout retired.
+        assert set(websockets["close_codes"]) == {"1012"} and len(websockets["closes"]) >= WEBSOCKETS
+        assert set(events["close_codes"]) == {"end"} and len(events["closes"]) >= EVENT_STREAMS
+
+    def test_they_closed_them_only_after_the_stream_drain(self, step):
+        early = []
+        for close in step["streams"]["websockets"]["closes"] + step["streams"]["events"]["closes"]:
+            hup = max([at for at in step["hups"][close["host"]] if at <= close["at"]], default=None)
+            if hup is None or close["at"] - hup < STREAM_DRAIN - 0.5:
+                early.append((close, hup))
+        assert early == []
+
+    def test_every_client_reconnected_to_the_new_release(self, step, ids, release):
+        for kind in ("websockets", "events"):
+            last = step["streams"][kind]["last"]
+            assert len(last) == step["streams"][kind]["clients"]
+            assert {release.code(found["release"]) for found in last} == {ids["v2"]}
+
+    def test_the_swap_did_not_wait_out_the_drain_and_the_summary_counts_what_drained(self, step):
+        hosts = step["rollout"].report["hosts"]
+        assert all(host["swap_seconds"] < STREAM_DRAIN for host in hosts), hosts
+        assert all(int(host["draining"]) >= 1 for host in hosts), hosts
 
 
 class TestReleaseThatCannotImport:
@@ -346,13 +450,15 @@ class TestNewLockfile:
     """rolling_reload of v2 with a new lockfile, environment and unit: a restart on every host, wheels gathered once."""
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, load, sources, locks, lb_retries, measured):
+    def step(self, playbooks, load, stream_load, sources, locks, lb_retries, measured, note):
         mark, retried = lb_retries
         since = mark()
-        rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["v2"], locks["deps"],
-                                                                   extra_vars=_DEPS_CHANGES))
+        rollout, traffic, streams = _under_load_with_streams(
+            load, stream_load, lambda: playbooks.run("rolling_reload", sources["v2"], locks["deps"],
+                                                     extra_vars=_DEPS_CHANGES), settle=4)
         measured("fleet, v2 with a new lockfile", rollout, traffic)
-        return {"rollout": rollout, "load": traffic, "retried": retried(since)}
+        note(_streams_figure("fleet, v2 with a new lockfile, long-lived connections", streams))
+        return {"rollout": rollout, "load": traffic, "retried": retried(since), "streams": streams}
 
     def test_exits_0(self, step):
         assert step["rollout"].rc == 0, step["rollout"].output[-4000:]
@@ -367,6 +473,16 @@ class TestNewLockfile:
 
     def test_no_request_needed_a_retry_at_the_load_balancer(self, step):
         assert step["retried"] == 0
+
+    def test_a_restart_closes_websockets_with_1012_and_ends_event_streams_never_abnormally(self, step):
+        websockets, events = step["streams"]["websockets"], step["streams"]["events"]
+        assert (websockets["abnormal"], events["abnormal"]) == ([], [])
+        assert set(websockets["close_codes"]) == {"1012"} and len(websockets["closes"]) >= WEBSOCKETS
+        assert set(events["close_codes"]) == {"end"} and len(events["closes"]) >= EVENT_STREAMS
+
+    def test_every_long_lived_client_reconnected_to_the_new_release(self, step, ids, release):
+        for kind in ("websockets", "events"):
+            assert {release.code(found["release"]) for found in step["streams"][kind]["last"]} == {ids["deps"]}
 
     def test_every_app_server_serves_the_new_release(self, step, served, ids):
         assert served() == dict.fromkeys(APP_HOSTS, ids["deps"])

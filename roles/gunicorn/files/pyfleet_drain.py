@@ -37,13 +37,33 @@ meets a request nginx just wrote on a pooled connection is retried by nginx on
 a new connection, which the next master serves. Both masters start the new
 generation before they TERM the old one, so a worker tells the two apart by
 counting its master's children.
+
+Long-lived connections, WebSockets and event streams (``text/event-stream``
+responses), drain the same two ways:
+
+* after a HUP, an old worker keeps them open for the stream drain
+  (``PYFLEET_STREAM_DRAIN`` seconds, the role's ``gunicorn_stream_drain``),
+  then closes each cleanly: a WebSocket with close code 1012 (service
+  restart), an event stream with the chunked response's last chunk. Clients
+  reconnect to the new generation. Once an old worker holds nothing but such
+  connections, it names itself ``drain:<count>`` (``/proc/<pid>/comm``), so
+  the rollout's swap check (pyfleet.deploy.gunicorn_reload) need not wait out
+  the drain, and reports the count;
+* when the master stops, nobody would accept the reconnects until the next
+  master runs, and every request would wait as long in the socket's backlog,
+  so they close at once, the same clean way.
+
+Other streamed responses (a download) are never cut: they finish, within
+``graceful_timeout``, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+import weakref
 
 from uvicorn.server import Server
 
@@ -57,6 +77,37 @@ except ImportError:  # httptools is optional; uvicorn falls back to h11 the same
 STOP_IDLE_GRACE = 1.0
 # Name of the response header that carries the release id (empty: none).
 RELEASE_HEADER_ENV = "PYFLEET_RELEASE_HEADER"
+# Seconds an old worker keeps WebSockets and event streams open after a HUP.
+STREAM_DRAIN_ENV = "PYFLEET_STREAM_DRAIN"
+# What an old worker holding only long-lived connections calls itself (/proc/<pid>/comm).
+DRAIN_NAME = "drain:%d"
+EVENT_STREAM = b"text/event-stream"
+
+
+def stream_drain(environ=None):
+    """The stream drain in seconds, from ``PYFLEET_STREAM_DRAIN`` (0 when unset or not a number)."""
+    try:
+        return max(0.0, float((os.environ if environ is None else environ).get(STREAM_DRAIN_ENV, "0")))
+    except ValueError:
+        return 0.0
+
+
+def is_event_stream(headers):
+    """True when ASGI response ``headers`` declare ``text/event-stream``."""
+    for name, value in headers or ():
+        if name.lower() == b"content-type" and value.split(b";")[0].strip().lower() == EVENT_STREAM:
+            return True
+    return False
+
+
+def name_process(name, comm="/proc/self/comm"):
+    """Set this process's name as ps and /proc show it (best effort: False when it cannot)."""
+    try:
+        with open(comm, "w", encoding="ascii") as handle:
+            handle.write(name[:15])
+        return True
+    except OSError:
+        return False
 
 
 def release_header(release_dir, environ=None):
@@ -118,12 +169,62 @@ class DrainingHttpProtocol(_BaseProtocol):
     # httptools calls this when a request's headers are parsed.
     def on_headers_complete(self):
         super().on_headers_complete()
+        self._watch_response()
         self._close_after_this_request()
 
     # h11 parses requests here.
     def handle_events(self):
         super().handle_events()
+        self._watch_response()
         self._close_after_this_request()
+
+    def _watch_response(self):
+        """Wrap the new request's ASGI send (before its task runs): note an event stream, and drop
+        what the app sends after the drain ended the stream."""
+        cycle = self.cycle
+        if cycle is None or getattr(cycle, "pyfleet_send", None) is not None:
+            return
+        cycle.pyfleet_send, cycle.pyfleet_stream, cycle.pyfleet_ended = cycle.send, False, False
+
+        async def send(message):
+            if cycle.pyfleet_ended:
+                return
+            starts_stream = message["type"] == "http.response.start" and is_event_stream(message.get("headers"))
+            if starts_stream:
+                cycle.pyfleet_stream = True
+            await cycle.pyfleet_send(message)
+            if starts_stream and self._draining():
+                # A stream that starts while the worker drains ends with the drain.
+                self._end_stream_after_drain()
+
+        cycle.send = send
+
+    def is_stream(self):
+        """True while this connection carries an event stream that has started."""
+        cycle = self.cycle
+        return (cycle is not None and getattr(cycle, "pyfleet_stream", False) and cycle.response_started
+                and not cycle.response_complete)
+
+    def _end_stream_after_drain(self):
+        ends = getattr(self.server_state, "pyfleet_drain_ends", None)
+        if ends is not None:
+            self.loop.call_at(max(ends, self.loop.time()), self.end_stream)
+
+    def end_stream(self):
+        """End the event stream cleanly: its last chunk, then the connection closes (keep_alive is off)."""
+        cycle = self.cycle
+        if not self.is_stream() or cycle.pyfleet_ended:
+            return
+        cycle.pyfleet_ended = True
+        cycle.keep_alive = False
+
+        async def last_chunk():
+            try:
+                await cycle.pyfleet_send({"type": "http.response.body", "body": b"", "more_body": False})
+            except RuntimeError:  # not chunked after all: nothing clean to send
+                self.transport.close()
+
+        self.loop.create_task(last_chunk())
 
     def _close_if_idle(self):
         if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
@@ -132,6 +233,8 @@ class DrainingHttpProtocol(_BaseProtocol):
     def shutdown(self):
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False
+            if self.is_stream():
+                self._end_stream_after_drain()
             return
         # Idle: stay open for a last request; the keep-alive timer (or the
         # peer) closes it, or the stop grace when the master is stopping.
@@ -144,8 +247,17 @@ class DrainingHttpProtocol(_BaseProtocol):
                 self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
 
+def _is_long_lived(connection):
+    """A WebSocket (any protocol other than the HTTP one), or an HTTP connection carrying an event stream."""
+    return connection.is_stream() if isinstance(connection, DrainingHttpProtocol) else True
+
+
 class DrainingServer(Server):
-    """Uvicorn server that marks itself draining and keeps the worker's heartbeat."""
+    """Uvicorn server that marks itself draining, keeps the worker's heartbeat and drains long-lived
+    connections (see the module's docstring)."""
+
+    pyfleet_workers = 1
+    pyfleet_stream_drain = 0.0
 
     async def _heartbeat(self):
         while True:
@@ -153,14 +265,47 @@ class DrainingServer(Server):
                 await self.config.callback_notify()
             await asyncio.sleep(1.0)
 
-    pyfleet_workers = 1
+    def _drain_later(self, connection):
+        """Shut ``connection`` down the way its kind drains: an HTTP connection now (its protocol waits
+        for what it carries), a WebSocket (Uvicorn's shutdown closes it with 1012) when the drain ends."""
+        if isinstance(connection, DrainingHttpProtocol):
+            connection.shutdown()
+        else:
+            loop = asyncio.get_running_loop()
+            close = functools.partial(type(connection).shutdown, connection)  # not the deferral set below
+            loop.call_at(max(self.server_state.pyfleet_drain_ends, loop.time()), close)
+
+    async def _watch_drain(self, handled):
+        """Connections that appear while the worker drains (accepted just before it stopped listening, or
+        upgraded to a WebSocket since) drain too; once only long-lived ones remain, say so, with their
+        count, in the process name."""
+        named = None
+        while True:
+            connections = list(self.server_state.connections)
+            for connection in connections:
+                if connection not in handled:
+                    handled.add(connection)
+                    self._drain_later(connection)
+            if connections and all(_is_long_lived(c) for c in connections) and named != len(connections):
+                named = len(connections) if name_process(DRAIN_NAME % len(connections)) else None
+            await asyncio.sleep(0.2)
 
     async def shutdown(self, sockets=None):
         self.server_state.pyfleet_draining = True
-        if not replacement_generation_running(self.pyfleet_workers):
+        drain = 0.0
+        if replacement_generation_running(self.pyfleet_workers):
+            drain = self.pyfleet_stream_drain
+        else:
             self.server_state.pyfleet_idle_grace = STOP_IDLE_GRACE
-        heartbeat = asyncio.create_task(self._heartbeat())
+        self.server_state.pyfleet_drain_ends = asyncio.get_running_loop().time() + drain
+        # Uvicorn's shutdown calls each connection's shutdown at once; a WebSocket's waits for the drain.
+        handled = weakref.WeakSet(self.server_state.connections)
+        for connection in handled:
+            if not isinstance(connection, DrainingHttpProtocol):
+                connection.shutdown = functools.partial(self._drain_later, connection)
+        helpers = [asyncio.create_task(self._heartbeat()), asyncio.create_task(self._watch_drain(handled))]
         try:
             await super().shutdown(sockets=sockets)
         finally:
-            heartbeat.cancel()
+            for helper in helpers:
+                helper.cancel()

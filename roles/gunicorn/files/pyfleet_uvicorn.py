@@ -74,6 +74,7 @@ def make_config(settings):
     # Read by DrainingProcess in each worker; pickled with the config.
     config.pyfleet_app_dir = settings["app_dir"]
     config.pyfleet_release_header = settings.get("release_header", "")
+    config.pyfleet_stream_drain = float(settings.get("stream_drain", 0))
     return config
 
 
@@ -92,6 +93,7 @@ class DrainingProcess(multiprocess.Process):
         if self._server is None:
             server = DrainingServer(config=self.config)
             server.pyfleet_workers = self.config.workers
+            server.pyfleet_stream_drain = self.config.pyfleet_stream_drain
             self._server = server
         return self._server
 

@@ -12,7 +12,7 @@ import sys
 from gunicorn.arbiter import Arbiter
 from uvicorn_worker import UvicornWorker as _BaseWorker
 
-from pyfleet_drain import DrainingHttpProtocol, DrainingServer, release_header
+from pyfleet_drain import DrainingHttpProtocol, DrainingServer, release_header, stream_drain
 
 
 class UvicornWorker(_BaseWorker):
@@ -32,6 +32,7 @@ class UvicornWorker(_BaseWorker):
         self.config.headers = [*self.config.headers, *release_header(self.cfg.chdir or os.getcwd())]
         server = DrainingServer(config=self.config)
         server.pyfleet_workers = self.cfg.workers
+        server.pyfleet_stream_drain = stream_drain()
         self._install_sigquit_handler()
         await server.serve(sockets=self.sockets)
         if not server.started:

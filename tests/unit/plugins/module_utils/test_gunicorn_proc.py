@@ -179,7 +179,7 @@ def test_check_generation_reports_every_unmet_condition(proc, releases):
     old = procfs.workers(MASTER)
     proc.add(4201, MASTER, cwd=releases["new"])
     proc.add(4202, MASTER, cwd=releases["old"])
-    ok, reasons, new, lingering = check_generation(procfs, MASTER, old, 3, releases["new"])
+    ok, reasons, new, lingering, _draining = check_generation(procfs, MASTER, old, 3, releases["new"])
     assert not ok
     assert new == [4201, 4202]
     assert lingering == [4101, 4102]
@@ -190,8 +190,35 @@ def test_check_generation_reports_every_unmet_condition(proc, releases):
     ]
     # Without a release path, the cwd is not checked.
     proc.remove(4101, 4102)
-    ok, reasons, new, lingering = check_generation(procfs, MASTER, old, 2, None)
+    ok, reasons, new, lingering, _draining = check_generation(procfs, MASTER, old, 2, None)
     assert ok and reasons == [] and lingering == []
+
+
+def test_an_old_worker_that_only_drains_streams_does_not_hold_the_swap_up(proc, releases):
+    procfs = ProcFS(str(proc.root))
+    old = procfs.workers(MASTER)
+    proc.add(4101, MASTER, cwd=releases["old"], comm="drain:7", starttime=old[4101])
+    proc.add(4102, MASTER, cwd=releases["old"], comm="drain:205", starttime=old[4102])
+    proc.add(4201, MASTER, cwd=releases["new"])
+    proc.add(4202, MASTER, cwd=releases["new"])
+    ok, reasons, new, lingering, draining = check_generation(procfs, MASTER, old, 2, releases["new"])
+    assert (ok, reasons, new, lingering, draining) == (True, [], [4201, 4202], [], {4101: 7, 4102: 205})
+    clock = FakeClock()
+    result = wait_for_swap(procfs, lambda: MASTER, "hup", MASTER, old, 2, release_path=releases["new"],
+                           clock=clock, sleep=clock.sleep)
+    assert (result["draining_workers"], result["draining_connections"]) == ([4101, 4102], 212)
+
+
+@pytest.mark.parametrize("comm", ["drain:", "drain:x", "gunicorn: worker [drain:3]", "drain:3 "])
+def test_only_the_exact_drain_name_counts_as_draining(proc, releases, comm):
+    procfs = ProcFS(str(proc.root))
+    old = procfs.workers(MASTER)
+    proc.add(4101, MASTER, cwd=releases["old"], comm=comm, starttime=old[4101])
+    proc.remove(4102)
+    proc.add(4201, MASTER, cwd=releases["new"])
+    ok, reasons, _new, lingering, draining = check_generation(procfs, MASTER, old, 1, releases["new"])
+    assert (ok, lingering, draining) == (False, [4101], {})
+    assert reasons == ["old worker 4101 still running under master %d" % MASTER]
 
 
 def test_check_generation_unreadable_cwd(proc, releases):
@@ -199,7 +226,7 @@ def test_check_generation_unreadable_cwd(proc, releases):
     old = procfs.workers(MASTER)
     proc.remove(4101, 4102)
     proc.add(4201, MASTER)  # no cwd link
-    ok, reasons, _new, _lingering = check_generation(procfs, MASTER, old, 1, releases["new"])
+    ok, reasons, _new, _lingering, _draining = check_generation(procfs, MASTER, old, 1, releases["new"])
     assert not ok
     assert reasons == ["cannot read the working directory of worker 4201"]
 
@@ -227,7 +254,8 @@ def test_hup_swap_succeeds_when_generation_changes_between_polls(proc, releases)
         service=SERVICE, clock=clock, sleep=clock.sleep,
     )
     # The zombie at poll 3 already counts as gone, so the swap completes there.
-    assert result == {"master_pid_after": MASTER, "new_workers": [4201, 4202], "seconds": 0.5}
+    assert result == {"master_pid_after": MASTER, "new_workers": [4201, 4202], "seconds": 0.5,
+                      "draining_workers": [], "draining_connections": 0}
     assert clock.sleeps == [0.25, 0.25]
     assert len(main_pid_calls) == 3
 
@@ -344,7 +372,8 @@ def test_restart_success(proc, releases):
         timeout=5, interval=0.1, active_state=lambda: state["active"], service=SERVICE,
         clock=clock, sleep=clock.sleep,
     )
-    assert result == {"master_pid_after": 6000, "new_workers": [6001, 6002], "seconds": 0.3}
+    assert result == {"master_pid_after": 6000, "new_workers": [6001, 6002], "seconds": 0.3,
+                      "draining_workers": [], "draining_connections": 0}
 
 
 def test_restart_from_stopped_and_timeout_reasons(proc, releases):
