@@ -139,11 +139,14 @@ class BackgroundStreams:
             time.sleep(0.5)
         return False
 
+    def stop(self):
+        with open(self.stop_file, "w", encoding="utf-8"):
+            pass
+
     def finish(self, settle):
         """Wait ``settle`` seconds (the drains after the last switch), then stop and return the JSON result."""
         time.sleep(settle)
-        with open(self.stop_file, "w", encoding="utf-8"):
-            pass
+        self.stop()
         self.process.wait(timeout=120)
         with open(self.output, encoding="utf-8") as handle:
             return json.load(handle)

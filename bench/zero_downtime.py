@@ -19,7 +19,10 @@ Both mix keep-alive and new connections, and 10% of clients hold 1 s requests.
     fleet-app1 (``gunicorn_drain_keepalive: false``);
 (c) ``pyfleet.deploy.rolling_reload`` of the fleet between two releases,
     repeated until the direct load has sent ``--min-requests`` requests while
-    rollouts ran.
+    rollouts ran. Through all of (c), ``--websockets`` WebSocket and
+    ``--event-streams`` event-stream clients stay connected through the load
+    balancer (bench/streamload.py): every close the servers send, every
+    abnormal end and every reconnection is counted.
 
 A steady window before each phase gives the baseline.
 """
@@ -37,11 +40,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from harness import BackgroundLoad, playbook, run  # noqa: E402
+from harness import BackgroundLoad, BackgroundStreams, playbook, run  # noqa: E402
 from loadgen import summarize  # noqa: E402
 from releases import variant  # noqa: E402
 
 TARGET = "fleet-app1"
+LB_PORT, SERVER_NAME = 9443, "pyfleet.test"
+# gunicorn_stream_drain's default: the last closes come this long after the last HUP.
+STREAM_DRAIN = 10
 LOADS = {
     "direct": {"url": "https://127.0.0.1:9444", "clients": 100, "slow": 10},
     "lb": {"url": "https://127.0.0.1:9443", "clients": 20, "slow": 2},
@@ -81,6 +87,8 @@ def main(argv=None):
     parser.add_argument("--max-rollouts", type=int, default=40, help="upper bound on (c) rollouts")
     parser.add_argument("--rounds", type=int, default=4, help="restarts or HUPs in (a) and (b)")
     parser.add_argument("--steady", type=float, default=20.0, help="seconds of steady load before a phase")
+    parser.add_argument("--websockets", type=int, default=200, help="WebSockets held through (c)")
+    parser.add_argument("--event-streams", type=int, default=20, help="event streams held through (c)")
     parser.add_argument("--output", default=os.path.join(PROJECT, ".cache", "bench"))
     args = parser.parse_args(argv)
 
@@ -96,6 +104,7 @@ def main(argv=None):
                                   duration=7200, samples=True)
              for name, spec in LOADS.items()}
     phases = {}
+    streams = None
 
     def steady_window():
         time.sleep(args.steady)
@@ -116,6 +125,10 @@ def main(argv=None):
 
         # The draining worker (the default) for (c); this run restarts once, outside any window.
         go(args.inventory, "site", dict(base, app_source={"type": "dir", "path": releases[0]}))
+        streams = BackgroundStreams(work, "streams", LB_PORT, SERVER_NAME, args.ca_file, args.websockets,
+                                    args.event_streams, duration=7200)
+        if not streams.wait_connected():
+            raise SystemExit("only %s of the long-lived connections connected" % (streams.opened(),))
         steady = steady_window()
         spans = []
         during = 0
@@ -127,15 +140,23 @@ def main(argv=None):
             during += loads["direct"].count() - before
             print("(c) rollout %d: %d direct requests during rollouts" % (len(spans), during), flush=True)
         phases["c"] = {"label": "(c) pyfleet.deploy.rolling_reload", "steady": steady, "spans": spans}
+        held = streams.finish(STREAM_DRAIN + 4)
     finally:
         for load in loads.values():
             load.stop()
+        if streams is not None:
+            streams.stop()
     results = {name: load.result() for name, load in loads.items()}
 
     report = {"loads": {name: {key: data[key] for key in ("url", "clients", "slow_clients", "requests",
                                                           "failed", "throughput_rps", "errors")}
                         for name, data in results.items()},
-              "phases": {}}
+              "phases": {},
+              "streams": {kind: {"clients": seen["clients"], "opened": seen["opened"],
+                                 "close_codes": seen["close_codes"], "abnormal": len(seen["abnormal"]),
+                                 "abnormal_first": seen["abnormal"][:5], "reconnected": len(seen["reconnected"]),
+                                 "last_releases": sorted({last["release"] for last in seen["last"]})}
+                          for kind, seen in (("websockets", held["websockets"]), ("events", held["events"]))}}
     for key, phase in phases.items():
         report["phases"][key] = {"label": phase["label"]}
         for name, data in results.items():
@@ -163,6 +184,10 @@ def main(argv=None):
     for name, data in results.items():
         print("%s: %d requests, %d failed over the whole run; errors %s"
               % (name, data["requests"], data["failed"], data["errors"]))
+    for kind, seen in report["streams"].items():
+        print("(c) %s through the balancer: %d held, %d opened, closed by the servers %s, %d abnormal, "
+              "%d reconnected, last on %s" % (kind, seen["clients"], seen["opened"], seen["close_codes"],
+                                              seen["abnormal"], seen["reconnected"], seen["last_releases"]))
     print("report: %s" % path)
     with open(path.replace(".json", ".md"), "w", encoding="utf-8") as handle:
         handle.write(table + "\n")
