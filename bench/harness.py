@@ -61,73 +61,74 @@ def playbook(inventory, name, extra, limit=None, env=None, log=None, label=None)
     return PlaybookRun(code, started, time.time())
 
 
-class BackgroundLoad:
-    """bench/loadgen.py in the background; see its --help for the meaning of each knob."""
+class _Background:
+    """A bench/ script in a child process that stops when its stop file appears, reports progress in a file
+    and writes its JSON result: the shape loadgen.py and streamload.py share."""
 
-    def __init__(self, work, label, url, ca_file, clients, slow_clients, pause=0.0, path=None,
-                 host_header="pyfleet.test", duration=900, requests=0, samples=False):
-        stamp = "%s-%d" % (label, time.monotonic_ns())
+    def __init__(self, work, kind, label, script, arguments):
+        stamp = "%s-%s-%d" % (kind, label, time.monotonic_ns())
         self.stop_file = os.path.join(work, "stop-" + stamp)
-        self.output = os.path.join(work, "load-%s.json" % stamp)
+        self.output = os.path.join(work, "%s.json" % stamp)
         self.progress = os.path.join(work, "progress-" + stamp)
-        argv = [sys.executable, os.path.join(HERE, "loadgen.py"), url, "--host-header", host_header,
-                "--ca-file", ca_file, "--clients", str(clients), "--slow-clients", str(slow_clients),
-                "--slow-seconds", "1", "--keepalive-percent", "50", "--pause", str(pause),
-                "--duration", str(duration), "--requests", str(requests), "--stop-file", self.stop_file,
-                "--progress-file", self.progress, "--output", self.output]
-        if path:
-            argv += ["--path", path]
-        if samples:
-            argv.append("--samples")
-        self.process = subprocess.Popen(argv)
+        self.process = subprocess.Popen([sys.executable, os.path.join(HERE, script)] + arguments + [
+            "--stop-file", self.stop_file, "--progress-file", self.progress, "--output", self.output])
 
-    def count(self):
-        """Requests answered or failed so far (the progress file, rewritten every second)."""
+    def progress_fields(self):
+        """The numbers the progress file holds now (empty before the first write)."""
         try:
             with open(self.progress, encoding="utf-8") as handle:
-                return int(handle.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            return 0
+                return [int(field) for field in handle.read().split()]
+        except (OSError, ValueError):
+            return []
 
     def stop(self):
         with open(self.stop_file, "w", encoding="utf-8"):
             pass
 
     def result(self):
-        """Wait for the load to end (stop() first) and return its JSON result."""
+        """Wait for the script to end (stop() first) and return its JSON result."""
         self.process.wait(timeout=600)
         with open(self.output, encoding="utf-8") as handle:
             return json.load(handle)
 
     def finish(self, settle=2.0):
-        """Let the answers after the last switch arrive, then stop and return the result."""
+        """Wait ``settle`` seconds (the answers, or drains, after the last switch), then stop and return the result."""
         time.sleep(settle)
         self.stop()
         return self.result()
 
 
-class BackgroundStreams:
+class BackgroundLoad(_Background):
+    """bench/loadgen.py in the background; see its --help for the meaning of each knob."""
+
+    def __init__(self, work, label, url, ca_file, clients, slow_clients, pause=0.0, path=None,
+                 host_header="pyfleet.test", duration=900, requests=0, samples=False):
+        arguments = [url, "--host-header", host_header, "--ca-file", ca_file, "--clients", str(clients),
+                     "--slow-clients", str(slow_clients), "--slow-seconds", "1", "--keepalive-percent", "50",
+                     "--pause", str(pause), "--duration", str(duration), "--requests", str(requests)]
+        if path:
+            arguments += ["--path", path]
+        if samples:
+            arguments.append("--samples")
+        super().__init__(work, "load", label, "loadgen.py", arguments)
+
+    def count(self):
+        """Requests answered or failed so far (the progress file, rewritten every second)."""
+        return (self.progress_fields() or [0])[0]
+
+
+class BackgroundStreams(_Background):
     """bench/streamload.py in the background: long-lived connections held through a rollout."""
 
     def __init__(self, work, label, port, server_name, ca_file, websockets=200, event_streams=20, duration=900):
-        stamp = "%s-%d" % (label, time.monotonic_ns())
-        self.stop_file = os.path.join(work, "stop-streams-" + stamp)
-        self.output = os.path.join(work, "streams-%s.json" % stamp)
-        self.progress = os.path.join(work, "progress-streams-" + stamp)
         self.wanted = (websockets, event_streams)
-        argv = [sys.executable, os.path.join(HERE, "streamload.py"), "--port", str(port), "--server-name", server_name,
-                "--ca-file", ca_file, "--websockets", str(websockets), "--event-streams", str(event_streams),
-                "--duration", str(duration), "--stop-file", self.stop_file, "--progress-file", self.progress,
-                "--output", self.output]
-        self.process = subprocess.Popen(argv)
+        super().__init__(work, "streams", label, "streamload.py", [
+            "--port", str(port), "--server-name", server_name, "--ca-file", ca_file, "--websockets",
+            str(websockets), "--event-streams", str(event_streams), "--duration", str(duration)])
 
     def opened(self):
         """(WebSockets, event streams) opened so far."""
-        try:
-            with open(self.progress, encoding="utf-8") as handle:
-                return tuple(int(field) for field in handle.read().split())
-        except (OSError, ValueError):
-            return (0, 0)
+        return tuple(self.progress_fields()) or (0, 0)
 
     def wait_connected(self, timeout=60):
         """Wait until every client has connected once; False if not within ``timeout`` seconds."""
@@ -138,15 +139,3 @@ class BackgroundStreams:
                 return True
             time.sleep(0.5)
         return False
-
-    def stop(self):
-        with open(self.stop_file, "w", encoding="utf-8"):
-            pass
-
-    def finish(self, settle):
-        """Wait ``settle`` seconds (the drains after the last switch), then stop and return the JSON result."""
-        time.sleep(settle)
-        self.stop()
-        self.process.wait(timeout=120)
-        with open(self.output, encoding="utf-8") as handle:
-            return json.load(handle)
