@@ -25,10 +25,14 @@ async def _health_fails(request, call_next):
 '''
 
 
-def variant(work, name, version, extra_code="", app=os.path.join(EXAMPLE, "app"), module="main.py"):
-    """Copy a v1 example app (FastAPI by default) to ``work/name``, report ``version``, append ``extra_code``."""
+def variant(work, name, version, extra_code="", app=os.path.join(EXAMPLE, "app"), module="main.py", files=None):
+    """Copy a v1 example app (FastAPI by default) to ``work/name``, report ``version``, append ``extra_code``
+    to ``module`` (the file that sets APP_VERSION), and write ``files`` ({relative path: text}) over the copy."""
     path = os.path.join(work, name)
-    shutil.copytree(app, path, ignore=shutil.ignore_patterns("__pycache__", ".release.json"))
+    shutil.copytree(app, path, ignore=shutil.ignore_patterns("__pycache__", ".release.json", "staticfiles"))
+    for relative, text in (files or {}).items():
+        with open(os.path.join(path, relative), "w", encoding="utf-8") as handle:
+            handle.write(text)
     main = os.path.join(path, module)
     with open(main, encoding="utf-8") as handle:
         code = handle.read().replace('APP_VERSION = "v1"', 'APP_VERSION = "%s"' % version)

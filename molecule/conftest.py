@@ -48,7 +48,8 @@ def _host_figures(host):
     """One host's line of a rollout summary: its result, and how it swapped if it did."""
     if host["swap_seconds"] is None:
         return "%s %s" % (host["host"], host["result"])
-    return "%s %s by %s, swap %s s" % (host["host"], host["result"], host["method"], host["swap_seconds"])
+    processes = ", processes %s s" % host["processes_seconds"] if host.get("processes_seconds") is not None else ""
+    return "%s %s by %s, swap %s s%s" % (host["host"], host["result"], host["method"], host["swap_seconds"], processes)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ set -euo pipefail
 
 log() { printf '[bootstrap] %s\n' "$*"; }
 
-APT_PACKAGES=(docker.io debootstrap python3-venv curl openssl make git jq openssh-client)
+APT_PACKAGES=(docker.io debootstrap python3-venv curl openssl make git jq openssh-client testssl.sh)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

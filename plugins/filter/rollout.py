@@ -13,6 +13,7 @@ _COLUMNS = (
     ("method", "method"),
     ("swap s", "swap_seconds"),
     ("draining", "draining"),
+    ("procs s", "processes_seconds"),
     ("socket ms", "socket_ms"),
     ("nginx ms", "nginx_ms"),
     ("result", "result"),
@@ -38,7 +39,7 @@ def rollout_results(hosts, hostvars):
             record = None
         if not record:
             record = {"host": host, "from": None, "to": None, "method": None, "why": None,
-                      "swap_seconds": None, "draining": None, "socket_ms": None, "nginx_ms": None,
+                      "swap_seconds": None, "draining": None, "processes_seconds": None, "socket_ms": None, "nginx_ms": None,
                       "result": "not started", "reason": ""}
         results.append(dict(record))
     return results

@@ -1,14 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Copyright (c) pyfleet.deploy developers
-"""The Flask example under Gunicorn's gthread workers, on both TLS hosts of the scenario."""
+"""The Django example under Gunicorn's gthread workers, on both TLS hosts of the scenario."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-
-FLASK = os.path.join(os.environ["MOLECULE_PROJECT_DIRECTORY"], "examples", "flask")
 
 
 @pytest.mark.parametrize("name", ["acme-app", "acme-provided"])
@@ -20,9 +16,3 @@ def test_gunicorn_runs_2_cpus_plus_1_gthread_workers_with_4_threads(hosts, child
     assert len(workers) == 2 * int(host.check_output("nproc")) + 1
     assert 'worker_class = "gthread"' in config and "threads = 4" in config
 
-
-def test_flask_answers_through_nginx_with_the_deployed_release(hosts, https, release):
-    root = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "provided", "root.pem")
-    answer = https(hosts("acme-provided"), "/health", "shop.acme.test", ca=root)
-    assert answer.json()["status"] == "ok"
-    assert release.code(answer.json()["release"]) == release.id(os.path.join(FLASK, "app"), os.path.join(FLASK, "requirements.txt"))

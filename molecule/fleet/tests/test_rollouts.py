@@ -669,6 +669,20 @@ def test_the_load_balancer_sends_strict_transport_security_once(lb_raw):
     assert headers.get_all("Strict-Transport-Security") == ["max-age=63072000"]
 
 
+def test_testssl_sh_sees_one_strict_transport_security_header_at_the_load_balancer(work):
+    """testssl.sh (Debian's package, which bootstrap-host.sh installs) reports "HSTS_multiple" for a header
+    sent twice, as it did when the balancer passed the app server's own through."""
+    report = os.path.join(work, "testssl-lb.json")
+    ran = subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off", "--headers", "--ip", "127.0.0.1",
+                          "--jsonfile", report, "https://%s:9443/" % SERVER_NAME],
+                         capture_output=True, text=True, timeout=300, check=False, stdin=subprocess.DEVNULL)
+    assert os.path.exists(report), ran.stdout[-3000:] + ran.stderr[-2000:]
+    with open(report, encoding="utf-8") as handle:
+        findings = {finding["id"]: finding["finding"] for finding in json.load(handle)}
+    assert "HSTS_multiple" not in findings, findings["HSTS_multiple"]
+    assert findings["HSTS_time"].startswith("730 days (=63072000 seconds)"), findings.get("HSTS_time")
+
+
 @pytest.mark.parametrize("port", [9443, 9444], ids=["load balancer", "app server"])
 def test_the_certificate_is_served_without_the_root_ca(port):
     shown = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-servername", SERVER_NAME,

@@ -14,7 +14,7 @@ from ansible_collections.pyfleet.deploy.plugins.filter.rollout import (
 )
 
 OK = {"host": "app1", "from": "aaa", "to": "bbb", "method": "hup", "why": "code or config only",
-      "swap_seconds": 0.412, "draining": 212, "socket_ms": 3.1, "nginx_ms": 4.25, "result": "ok", "reason": ""}
+      "swap_seconds": 0.412, "draining": 212, "processes_seconds": 2.406, "socket_ms": 3.1, "nginx_ms": 4.25, "result": "ok", "reason": ""}
 BACK = {"host": "app1", "from": "aaa", "to": "ccc", "method": "hup", "why": "code or config only",
         "swap_seconds": None, "socket_ms": None, "nginx_ms": None, "result": "rolled back",
         "reason": "Check health through the Gunicorn socket: status 503 not in [200]"}
@@ -37,8 +37,8 @@ def test_table_has_one_aligned_row_per_host_and_the_reasons():
     lines = rollout_table(report).splitlines()
     assert lines[0] == "rollout r1  release ccc"
     header, rule, first, second = lines[1:5]
-    assert header.split() == ["host", "release", "method", "swap", "s", "draining", "socket", "ms", "nginx", "ms",
-                              "result"]
+    assert header.split() == ["host", "release", "method", "swap", "s", "draining", "procs", "s", "socket", "ms",
+                              "nginx", "ms", "result"]
     assert first.startswith("app1  ") and "aaa -> ccc" in first and first.endswith("rolled back")
     assert second.split()[:2] == ["app2", "-"] and second.endswith("not started")
     # Columns line up: every row starts its result column where the header does.
@@ -49,7 +49,7 @@ def test_table_has_one_aligned_row_per_host_and_the_reasons():
 
 def test_numbers_are_rounded_for_reading():
     table = rollout_table({"rollout": "r", "release": "bbb", "hosts": [OK]})
-    assert "0.41" in table and "4.25" in table and "3.10" in table and " 212 " in table
+    assert "0.41" in table and "4.25" in table and "3.10" in table and " 212 " in table and " 2.41 " in table
 
 
 def test_a_report_without_hosts_is_rejected():

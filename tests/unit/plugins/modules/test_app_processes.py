@@ -97,6 +97,7 @@ def test_a_first_release_enables_and_starts_every_instance_and_timer(host, capsy
     rc, out = run(capsys, root, "r1")
     assert rc == 0 and out["changed"], out
     assert out["restarted"] == ["shop-worker@1.service", "shop-worker@2.service"]
+    assert isinstance(out["restart_seconds"], float) and out["restart_seconds"] >= 0
     assert [unit["release"] for unit in out["instances"]] == ["r1", "r1"]
     assert out["timers"] == ["shop-nightly.timer"] and out["stopped"] == []
     assert ("enable", "shop-worker@1.service", "shop-worker@2.service", "shop-nightly.timer") in fake.calls
@@ -113,6 +114,7 @@ def test_nothing_restarts_when_every_instance_already_runs_the_release(host, cap
     fake.calls.clear()
     rc, out = run(capsys, root, "r1")
     assert (rc, out["changed"], out["restarted"], out["stopped"]) == (0, False, [], [])
+    assert "restart_seconds" not in out
     assert not [call for call in fake.calls if call[0] in ("restart", "stop", "enable", "disable")]
 
 
