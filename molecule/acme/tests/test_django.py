@@ -132,8 +132,12 @@ def place_and_wait(web, name):
     """Place an order through the web app on a host; the order as it stands once a worker fulfilled it."""
     status, placed = web(name, "/orders/", "POST", {"item": "widget from %s" % name})
     assert status == 201, placed
-    return _wait_for(lambda: (lambda order: order if order[1]["fulfilled_by"] else None)(
-        web(name, "/orders/%d" % placed["id"])))[1]
+
+    def fulfilled():
+        order = web(name, "/orders/%d" % placed["id"])[1]
+        return order if order["fulfilled_by"] else None
+
+    return _wait_for(fulfilled)
 
 
 def test_site_migrated_postgresql_once_and_every_release_records_it(hosts, sql):
@@ -180,8 +184,12 @@ def test_an_order_placed_through_the_web_app_is_fulfilled_by_a_celery_worker_of_
 
 def test_the_timer_fires_on_every_app_server_and_a_worker_runs_its_task(hosts, web, sql):
     since = sql("SELECT now()")[0]
-    fired = _wait_for(lambda: (lambda rows: rows if {row.split("|")[0] for row in rows} == set(APP_HOSTS) else None)(
-        sql("SELECT timer_host, worker_host, release FROM orders_tick WHERE at > '%s'" % since)), seconds=30)
+
+    def from_both_hosts():
+        rows = sql("SELECT timer_host, worker_host, release FROM orders_tick WHERE at > '%s'" % since)
+        return rows if {row.split("|")[0] for row in rows} == set(APP_HOSTS) else None
+
+    fired = _wait_for(from_both_hosts, seconds=30)
     assert fired, "the timer did not fire on both app servers in 30 s"
     live = set(served(web).values())
     for row in fired:
@@ -211,10 +219,10 @@ def rollouts(playbooks, load, release, work, web, sql, hosts, measured):
     cases = {
         "new-migration": release.variant(work, "django-v2", "v2", app=APP, module="shop/settings.py", files={
             "orders/models.py": _models_with_note(), "orders/migrations/0002_order_note.py": ADD_NOTE}),
-        "failing-migration": release.variant(work, "django-v3", "v3-failing-migration", app=APP,
-                                             module="shop/settings.py", files={
-            "orders/models.py": _models_with_note(), "orders/migrations/0002_order_note.py": ADD_NOTE,
-            "orders/migrations/0003_locked.py": FAILING}),
+        "failing-migration": release.variant(
+            work, "django-v3", "v3-failing-migration", app=APP, module="shop/settings.py", files={
+                "orders/models.py": _models_with_note(), "orders/migrations/0002_order_note.py": ADD_NOTE,
+                "orders/migrations/0003_locked.py": FAILING}),
         "migrates-then-unhealthy": release.variant(
             work, "django-v4", "v4-unhealthy", app=APP, module="shop/settings.py",
             extra_code='\nMIDDLEWARE = ["orders.unhealthy.HealthFails", *MIDDLEWARE]\n', files={

@@ -15,4 +15,3 @@ def test_gunicorn_runs_2_cpus_plus_1_gthread_workers_with_4_threads(hosts, child
     # gthread workers start their threads on demand, so the configuration says it.
     assert len(workers) == 2 * int(host.check_output("nproc")) + 1
     assert 'worker_class = "gthread"' in config and "threads = 4" in config
-
