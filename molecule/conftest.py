@@ -195,7 +195,9 @@ class Playbooks:
         self.inventory, self.work = inventory, work
 
     def start(self, name, source, lockfile, extra_vars=None, args=()):
-        reports = os.path.join(self.work, "reports-%s-%d" % (name, time.monotonic_ns()))
+        # A run may name its own report directory (rollout_report_dir), shared by several runs.
+        reports = (extra_vars or {}).get("rollout_report_dir") or os.path.join(
+            self.work, "reports-%s-%d" % (name, time.monotonic_ns()))
         variables = {"app_source": {"type": "dir", "path": source}, "app_requirements": lockfile,
                      "rollout_report_dir": reports, **(extra_vars or {})}
         log = open(reports + ".log", "w+", encoding="utf-8")
@@ -229,11 +231,12 @@ def playbooks(inventory, work):
 
 @pytest.fixture(scope="session")
 def load(work, ca_file):
-    """Start load through a published port: load(url, server_name, clients=..., pause=...)."""
+    """Start load through a published port: load(url, server_name, clients=..., pause=..., path=...); a tenth
+    of the clients hold /slow?seconds=1 requests."""
 
-    def start(url, server_name, clients=100, pause=0.25, label="load", ca_file=ca_file):
+    def start(url, server_name, clients=100, pause=0.25, label="load", ca_file=ca_file, path="/health"):
         background = BackgroundLoad(work, label, url, ca_file, clients, max(1, clients // 10), pause=pause,
-                                    path="/health", host_header=server_name, requests=2000000)
+                                    path=path, host_header=server_name, requests=2000000)
         time.sleep(1)  # the clients are connected before the playbook starts
         return background
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.pyfleet.deploy.plugins.filter.soak import soak_line
+
 _COLUMNS = (
     ("host", "host"),
     ("release", None),
@@ -72,6 +74,7 @@ def rollout_table(report):
         lines.append("%s on %s: %s in %s s%s" % (name, _text(phase.get("host")), _text(phase.get("result")),
                                                  _text(phase.get("seconds")),
                                                  ": " + phase["error"] if phase.get("error") else ""))
+    lines.extend(soak_line(soak) for soak in report.get("soaks") or [])
     if report.get("stopped"):
         lines.append("stopped: %s" % (report.get("stop_reason") or "yes"))
     for warning in report.get("warnings") or []:
@@ -113,8 +116,9 @@ def migrations_since(records, target):
             % (len(since), "" if len(since) == 1 else "s", target, ", ".join(since), ", ".join(by), target))
 
 
-def rollout_warnings(hosts, phases):
-    """The summary's warnings: each host's (once), and an app_migrate that a rollback did not undo."""
+def rollout_warnings(hosts, phases, soaks=None):
+    """The summary's warnings: each host's (once), an app_migrate that a rollback did not undo, and each soak
+    that could not judge its batch for lack of traffic and passed (rollout_soak_inconclusive pass)."""
     warnings = []
     for record in hosts or []:
         warning = (record or {}).get("warning")
@@ -129,6 +133,10 @@ def rollout_warnings(hosts, phases):
                         "so the release before runs against it."
                         % (migrate.get("release"), migrate.get("host"),
                            " (the database has %s)" % ", ".join(applied) if applied else "", ", ".join(rolled_back)))
+    for soak in soaks or []:
+        if soak.get("verdict") == "inconclusive" and soak.get("result") == "pass":
+            warnings.append("the soak after batch %s had too little traffic to judge (%s) and passed: "
+                            "rollout_soak_inconclusive is pass" % (soak.get("batch_number"), "; ".join(soak.get("reasons") or [])))
     return warnings
 
 

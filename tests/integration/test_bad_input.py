@@ -246,6 +246,16 @@ BAD_INPUT = [
      "rollout_health_path must be a path starting with '/'; got the string \"health\"."),
     ("rollback-target-path", "rollback", {"rollout_target_release": "../../etc"},
      'rollout_target_release must be empty (each host\'s previous release) or a release id; got the string "../../etc".'),
+    ("soak-seconds-negative", "rolling_reload", {"rollout_soak_seconds": -5},
+     "rollout_soak_seconds must be an integer of at least 0 (seconds; 0 is off); got the integer -5."),
+    ("slo-5xx-ratio-above-1", "rolling_reload", {"rollout_slo": {"max_5xx_ratio": 3}},
+     "rollout_slo must be max_5xx_ratio from 0 to below 1, max_p99_ms, max_p99_ratio_to_baseline and p99_floor_ms "
+     "at least 0, min_requests at least 1"),
+    ("slo-unknown-key", "rolling_reload", {"rollout_slo": {"max_errors": 0.01}}, 'rollout_slo has no key "max_errors"'),
+    ("soak-inconclusive-choice", "rolling_reload", {"rollout_soak_inconclusive": "retry"},
+     'rollout_soak_inconclusive must be one of pass, wait, fail; got the string "retry".'),
+    ("webhook-not-http", "rolling_reload", {"rollout_notify": [{"url": "ftp://hooks.example.com/deploys"}]},
+     "rollout_notify must be webhooks whose url starts with http:// or https://"),
 ]
 
 

@@ -705,3 +705,217 @@ def test_an_event_stream_reaches_the_client_event_by_event_through_both_nginx(st
     arrivals = [at for at, _event in answer["events"]]
     # Buffered, the three would arrive together at the end; streamed, a second apart.
     assert arrivals[1] - arrivals[0] >= 0.6 and arrivals[2] - arrivals[1] >= 0.6, arrivals
+
+
+# Soaks: each release goes out with rollout_soak_seconds under load on "/"
+# (the health path does not count), judged against these thresholds; /slow,
+# which the load's slow clients hold for 1 s, is left out of the figures.
+SOAK_SECONDS = 6
+SOAK_VARS = {"rollout_soak_seconds": SOAK_SECONDS, "rollout_soak_inconclusive": "fail",
+             # p99 3 x the baseline's, never less than 3 x 100 ms: a canary's first seconds after its HUP
+             # (workers warming up, beside the baseline on 2 shared cores) are not a slow release.
+             "rollout_slo": {"max_5xx_ratio": 0.01, "max_p99_ratio_to_baseline": 3, "p99_floor_ms": 100,
+                             "min_requests": 100, "exclude_paths": ["/slow"]}}
+# About 3 % of "/" answers 500 (every 33rd request of each worker); /health stays healthy.
+FAILS_3_PERCENT = '''
+
+import itertools as _itertools
+
+_index_requests = _itertools.count(1)
+
+
+@app.middleware("http")
+async def _every_33rd_index_fails(request, call_next):
+    if request.url.path == "/" and next(_index_requests) % 33 == 0:
+        from fastapi.responses import JSONResponse
+        return JSONResponse({"error": "upstream timed out"}, status_code=500)
+    return await call_next(request)
+'''
+# "/" takes 0.6 s longer; /health stays fast.
+SLOW_INDEX = '''
+
+import asyncio as _asyncio
+
+
+@app.middleware("http")
+async def _slow_index(request, call_next):
+    if request.url.path == "/":
+        await _asyncio.sleep(0.6)
+    return await call_next(request)
+'''
+
+
+class Receiver(threading.Thread):
+    """A webhook receiver on 127.0.0.1: keeps each POST's JSON body and when it arrived. With answer=False it
+    accepts connections and never answers (a hung webhook), keeping when each arrived."""
+
+    def __init__(self, answer=True):
+        super().__init__(daemon=True)
+        import socket
+
+        self.answer, self.received, self.connected = answer, [], []
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.url = "http://127.0.0.1:%d/hook" % self.server.getsockname()[1]
+        self.held = []
+        self.start()
+
+    def run(self):
+        while True:
+            try:
+                connection, _peer = self.server.accept()
+            except OSError:
+                return
+            self.connected.append(time.monotonic())
+            if not self.answer:
+                self.held.append(connection)
+                continue
+            with connection:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += connection.recv(65536)
+                head, body = data.split(b"\r\n\r\n", 1)
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+                while len(body) < length:
+                    body += connection.recv(65536)
+                self.received.append((time.monotonic(), json.loads(body)))
+                connection.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+
+    def close(self):
+        self.server.close()
+        for connection in self.held:
+            connection.close()
+
+
+class TestSoak:
+    """Three rolling_reloads with rollout_soak_seconds through the load balancer, each under load on "/":
+    a release that fails 3 % of "/", one that makes "/" 0.6 s slower, and a good one; with three webhooks
+    (JSON, Slack, and one that never answers) and one rollout history."""
+
+    @pytest.fixture(scope="class")
+    def step(self, playbooks, load, release, work, example, locks, served, hosts, measured, note, inventory):
+        app = os.path.join(example, "app")
+        receiver, slack, dead = Receiver(), Receiver(), Receiver(answer=False)
+        history = os.path.join(work, "soak-history")
+        hooks = {"rollout_notify": [{"url": dead.url, "timeout": 1}, {"url": receiver.url},
+                                    {"url": slack.url, "format": "slack"}],
+                 "rollout_report_dir": history}
+        cases = {"fails-3-percent": release.variant(work, "soak-5xx", "v4-5xx", FAILS_3_PERCENT, app=app),
+                 "slow": release.variant(work, "soak-slow", "v4-slow", SLOW_INDEX, app=app),
+                 "good": release.variant(work, "soak-good", "v4", app=app)}
+        outcomes = {}
+        for name, source in cases.items():
+            before = served()
+            began = time.monotonic()
+            traffic = load(LB_URL, SERVER_NAME, clients=20, pause=0.1, label="soak-" + name, path="/")
+            # Two batches: the canary against the other two, then those two against the thresholds alone.
+            rollout = playbooks.run("rolling_reload", source, locks["v1"],
+                                    extra_vars={**SOAK_VARS, **hooks, "rollout_batches": [1, "100%"]})
+            outcomes[name] = {"rollout": rollout, "load": traffic.finish(), "before": before, "after": served(),
+                              "began": began, "expected": release.id(source, locks["v1"])}
+            measured("fleet, soak, " + name, rollout, outcomes[name]["load"])
+            for soak in (rollout.report or {}).get("soaks", []):
+                note("fleet, soak, %s, batch %s (%s): %s in %s s; batch %d requests, %d 5xx, p99 %s ms; baseline %s" % (
+                    name, soak["batch_number"], ", ".join(soak["batch"]["hosts"]), soak["verdict"], soak["seconds"],
+                    soak["batch"]["requests"], soak["batch"]["errors"], soak["batch"]["p99_ms"],
+                    "%d requests, %d 5xx, p99 %s ms" % (soak["baseline"]["requests"], soak["baseline"]["errors"],
+                                                        soak["baseline"]["p99_ms"]) if soak["baseline"] else "none"))
+        scorecard = subprocess.run(
+            ["ansible-playbook", "-i", inventory, "pyfleet.deploy.history", "-e", "rollout_report_dir=" + history],
+            capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+        # "<eof>" after the file: it must end with a newline, as the text format requires.
+        textfile = hosts("fleet-app1").check_output("cat /var/lib/prometheus/node-exporter/pyfleet_demo.prom; echo '<eof>'")
+        host_history = hosts("fleet-app1").check_output("tail -n 1 /srv/demo/.pyfleet-history.jsonl")
+        dead.close()
+        return {**outcomes, "json": receiver.received, "slack": slack.received, "dead": dead.connected,
+                "scorecard": scorecard, "textfile": textfile, "host_history": json.loads(host_history)}
+
+    @pytest.mark.parametrize("case", ["fails-3-percent", "slow"])
+    def test_a_bad_canary_fails_its_soak_and_only_the_canary_went_live_and_came_back(self, step, case):
+        outcome = step[case]
+        assert outcome["rollout"].rc != 0
+        assert outcome["rollout"].results == ["rolled back", "not started", "not started"]
+        assert outcome["after"] == outcome["before"]
+        [soak] = outcome["rollout"].report["soaks"]
+        assert (soak["verdict"], soak["batch"]["hosts"], soak["seconds"]) == ("fail", ["fleet-app1"], SOAK_SECONDS)
+        assert sorted(soak["baseline"]["hosts"]) == ["fleet-app2", "fleet-app3"]
+        assert outcome["rollout"].report["stop_reason"].startswith("the soak after batch 1 (fleet-app1) failed: ")
+
+    def test_the_5xx_canary_is_caught_by_its_share_of_errors(self, step):
+        soak = step["fails-3-percent"]["rollout"].report["soaks"][0]
+        assert soak["reasons"][0].startswith("5xx ratio") and soak["batch"]["requests"] >= 100
+        assert 0.015 < soak["batch"]["error_ratio"] < 0.06, soak["batch"]
+        assert soak["baseline"]["errors"] == 0
+
+    def test_the_clients_lost_only_the_canarys_500s(self, step):
+        """The balancer retries no 500: the clients saw the canary's, and nothing else failed."""
+        served_load, soak = step["fails-3-percent"]["load"], step["fails-3-percent"]["rollout"].report["soaks"][0]
+        assert served_load["failed"] > 0 and set(served_load["errors"]) == {"HTTP 500"}, served_load["errors"]
+        # The soak's window, plus the seconds before it read the log and while the canary went back.
+        assert served_load["failed"] <= 2 * soak["batch"]["errors"] + 10, (served_load["failed"], soak["batch"])
+
+    def test_the_slow_canary_is_caught_by_its_p99_against_the_baseline(self, step):
+        outcome = step["slow"]
+        soak = outcome["rollout"].report["soaks"][0]
+        assert soak["reasons"][0].startswith("p99 ") and "the baseline's" in soak["reasons"][0], soak["reasons"]
+        assert soak["batch"]["p99_ms"] >= 600 and soak["batch"]["p99_ms"] > 3 * soak["baseline"]["p99_ms"]
+        assert outcome["load"]["failed"] == 0, outcome["load"]["errors"]
+
+    def test_a_good_release_passes_every_soak_and_goes_live_everywhere(self, step):
+        outcome = step["good"]
+        assert outcome["rollout"].rc == 0, outcome["rollout"].output[-4000:]
+        assert set(outcome["after"].values()) == {outcome["expected"]}
+        soaks = outcome["rollout"].report["soaks"]
+        assert [(soak["verdict"], soak["batch"]["hosts"]) for soak in soaks] == [
+            ("pass", ["fleet-app1"]), ("pass", ["fleet-app2", "fleet-app3"])]
+        assert [len(soak["baseline_hosts"]) for soak in soaks] == [2, 0]
+        assert outcome["load"]["failed"] == 0, outcome["load"]["errors"]
+        assert "soak after batch 1: pass in %d s" % SOAK_SECONDS in outcome["rollout"].output
+
+    def test_the_json_webhook_hears_each_event_with_the_builds_metadata(self, step, locks):
+        events = [(body["event"], body["release"].rsplit("-", 1)[0]) for _at, body in step["json"]]
+        codes = {name: step[name]["expected"] for name in ("fails-3-percent", "slow", "good")}
+        assert events == [("started", codes["fails-3-percent"]), ("soak", codes["fails-3-percent"]),
+                          ("rolled back", codes["fails-3-percent"]),
+                          ("started", codes["slow"]), ("soak", codes["slow"]), ("rolled back", codes["slow"]),
+                          ("started", codes["good"])] + [("soak", codes["good"])] * 2 + [("finished", codes["good"])]
+        last = step["json"][-1][1]
+        assert last["hosts"] == APP_HOSTS and last["app"] == "demo" and last["python"] == ["3.11.2"]
+        with open(locks["v1"], "rb") as handle:
+            import hashlib
+            assert last["lock_hash"] == hashlib.sha256(handle.read()).hexdigest()[:16]
+        assert last["seconds"] > 0 and "@" in last["started_by"]
+        assert [result["result"] for result in last["results"]] == ["ok", "ok", "ok"]
+        failed = [body for _at, body in step["json"] if body["event"] == "soak" and body["soak"]["verdict"] == "fail"]
+        assert [body["soak"]["batch"]["hosts"] for body in failed] == [["fleet-app1"], ["fleet-app1"]]
+
+    def test_the_slack_webhook_gets_text(self, step):
+        texts = [body["text"] for _at, body in step["slack"]]
+        assert len(texts) == len(step["json"]) and all(set(body) == {"text"} for _at, body in step["slack"])
+        assert texts[2].startswith("pyfleet.deploy rolling_reload: demo rolled back, release ")
+
+    def test_a_webhook_that_never_answers_costs_each_event_at_most_its_timeout(self, step):
+        """The dead webhook is tried first, each time: the next one hears the event within its 1 s timeout."""
+        assert len(step["dead"]) == len(step["json"])
+        delays = [heard - tried for tried, (heard, _body) in zip(step["dead"], step["json"])]
+        # 1 s, plus the start of the next webhook's task on the controller.
+        assert all(0 < delay < 1 + 3 for delay in delays), delays
+        for name in ("fails-3-percent", "slow", "good"):
+            warnings = step[name]["rollout"].report["warnings"]
+            assert any(warning.startswith("webhook 127.0.0.1 (started) failed: ") for warning in warnings), warnings
+
+    def test_the_history_shows_the_three_rollouts_and_the_two_rollbacks(self, step):
+        scorecard = step["scorecard"]
+        assert scorecard.returncode == 0, scorecard.stdout[-3000:]
+        assert "failed rollouts and rollbacks: 2" in scorecard.stdout
+        assert re.search(r"  \d{4}-W\d\d: 3, 0, 2, [0-9.]+, [0-9.]+", scorecard.stdout), scorecard.stdout[-3000:]
+
+    def test_each_host_keeps_its_history_and_a_textfile_for_node_exporter(self, step):
+        good = step["good"]["rollout"].report
+        assert (step["host_history"]["rollout"], step["host_history"]["result"]) == (good["rollout"], "ok")
+        release = step["good"]["rollout"].report["hosts"][0]["to"]
+        assert 'pyfleet_release_info{app="demo",release="%s"} 1' % release in step["textfile"]
+        assert 'pyfleet_last_rollout_success{app="demo",result="ok"} 1' in step["textfile"]
+        assert re.search(r'\npyfleet_last_rollout_duration_seconds\{app="demo"\} [0-9.]+\n<eof>$', step["textfile"])
+        assert re.search(r'\npyfleet_last_rollout_timestamp_seconds\{app="demo"\} \d{10}\n', step["textfile"])
