@@ -121,7 +121,7 @@ from ansible_collections.pyfleet.deploy.plugins.module_utils.latency import buck
 CHUNK = 65536
 
 
-def lines_backwards(handle, chunk=CHUNK):
+def lines_backwards(handle, chunk):
     """The file's lines, last first, read from its end in chunks."""
     handle.seek(0, os.SEEK_END)
     position = handle.tell()
@@ -164,7 +164,7 @@ def read(path, window, exclude_paths, now=None):
     requests = errors = 0
     statuses, histogram, covered = {}, {}, False
     with open(path, "rb") as handle:
-        for line in lines_backwards(handle):
+        for line in lines_backwards(handle, CHUNK):
             try:
                 record = json.loads(line)
                 at = ended_at(record)
