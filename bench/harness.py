@@ -102,7 +102,8 @@ class BackgroundLoad(_Background):
     """bench/loadgen.py in the background; see its --help for the meaning of each knob."""
 
     def __init__(self, work, label, url, ca_file, clients, slow_clients, pause=0.0, path=None,
-                 host_header="pyfleet.test", duration=900, requests=0, samples=False):
+                 host_header="pyfleet.test", duration=900, requests=0, samples=False, held=False):
+        self.start_file = os.path.join(work, "start-%s-%d" % (label, time.monotonic_ns())) if held else None
         arguments = [url, "--host-header", host_header, "--ca-file", ca_file, "--clients", str(clients),
                      "--slow-clients", str(slow_clients), "--slow-seconds", "1", "--keepalive-percent", "50",
                      "--pause", str(pause), "--duration", str(duration), "--requests", str(requests)]
@@ -110,7 +111,14 @@ class BackgroundLoad(_Background):
             arguments += ["--path", path]
         if samples:
             arguments.append("--samples")
+        if held:
+            arguments += ["--start-file", self.start_file]
         super().__init__(work, "load", label, "loadgen.py", arguments)
+
+    def go(self):
+        """Open a held load (held=True): its clients send nothing until then."""
+        with open(self.start_file, "w", encoding="utf-8"):
+            pass
 
     def count(self):
         """Requests answered or failed so far (the progress file, rewritten every second)."""

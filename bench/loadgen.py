@@ -13,7 +13,10 @@ clients against one URL base:
 Every request is a sample: wall-clock start, latency, status (0 for a
 transport error) and the ``version`` field of a JSON answer when present. The
 run stops after ``--duration`` seconds or ``--requests`` requests, whichever
-comes first, or when the file named by ``--stop-file`` appears. The result is
+comes first, or when the file named by ``--stop-file`` appears. With
+``--start-file``, the process starts idle and sends nothing until that file
+appears: a driver starts it early and opens the load at the moment it wants
+(the verifiers, when a rollout reaches its go-live plays). The result is
 one JSON document: totals, failures by reason, latency percentiles, versions
 seen, and (with ``--samples``) the raw samples for windowed analysis.
 """
@@ -133,6 +136,7 @@ class Run:
         self.versions = Counter()
         self.deadline = time.monotonic() + args.duration
         self.stopped = False
+        self.began = time.time()
 
     def should_stop(self):
         if self.stopped or time.monotonic() >= self.deadline:
@@ -199,6 +203,10 @@ class Run:
         tasks = []
         if args.progress_file:
             tasks.append(asyncio.create_task(self.progress()))
+        while args.start_file and not os.path.exists(args.start_file) and not self.should_stop():
+            await asyncio.sleep(0.02)
+        # The time bounds count from the first request.
+        self.began, self.deadline = time.time(), time.monotonic() + args.duration
         for index in range(args.clients):
             if index < args.slow_clients:
                 path, keep_alive = slow_path, index % 2 == 0
@@ -226,7 +234,7 @@ def parse_args(argv):
     parser.add_argument("--pause", type=float, default=0.0, help="pause between requests")
     parser.add_argument("--stop-file", help="stop as soon as this file exists")
     parser.add_argument("--progress-file", help="rewrite 'requests failed' here every second")
-    parser.add_argument("--ready-file", help="touch this file once clients started")
+    parser.add_argument("--start-file", help="send nothing until this file exists")
     parser.add_argument("--samples", action="store_true", help="include raw samples")
     parser.add_argument("--output", help="write the JSON result here instead of stdout")
     return parser.parse_args(argv)
@@ -235,11 +243,8 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     run = Run(args)
-    began = time.time()
-    if args.ready_file:
-        open(args.ready_file, "w").close()
     asyncio.run(run.main())
-    ended = time.time()
+    began, ended = run.began, time.time()
     result = {
         "url": args.url,
         "clients": args.clients,

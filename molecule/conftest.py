@@ -20,6 +20,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -194,7 +195,9 @@ class Playbooks:
     def __init__(self, inventory, work):
         self.inventory, self.work = inventory, work
 
-    def start(self, name, source, lockfile, extra_vars=None, args=()):
+    def start(self, name, source, lockfile, extra_vars=None, args=(), load=None):
+        """Start the playbook; ``load``, a held load (load(..., held=True)), opens when the run reaches its
+        go-live window (GO_LIVE) and stops when the window closes."""
         # A run may name its own report directory (rollout_report_dir), shared by several runs.
         reports = (extra_vars or {}).get("rollout_report_dir") or os.path.join(
             self.work, "reports-%s-%d" % (name, time.monotonic_ns()))
@@ -203,12 +206,19 @@ class Playbooks:
         log = open(reports + ".log", "w+", encoding="utf-8")
         argv = playbook_argv(self.inventory, name, variables) + list(args)
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        return process, log, reports, time.monotonic()
+        window = None
+        if load is not None:
+            window = threading.Thread(target=_go_live_window, args=(process, reports + ".log", load, GO_LIVE[name]),
+                                      daemon=True)
+            window.start()
+        return process, log, reports, time.monotonic(), window
 
     @staticmethod
     def finish(started):
-        process, log, reports, began = started
+        process, log, reports, began, window = started
         rc = process.wait()
+        if window is not None:
+            window.join()
         seconds = time.monotonic() - began
         log.seek(0)
         output = log.read()
@@ -220,8 +230,35 @@ class Playbooks:
                 report = json.load(handle)
         return Rollout(rc, output, report, seconds)
 
-    def run(self, name, source, lockfile, extra_vars=None, args=()):
-        return self.finish(self.start(name, source, lockfile, extra_vars, args))
+    def run(self, name, source, lockfile, extra_vars=None, args=(), load=None):
+        return self.finish(self.start(name, source, lockfile, extra_vars, args, load))
+
+
+# The plays of a rollout during which requests can fail: from the end of the
+# preflight (the migration, then each batch's switch, reload, verification,
+# soak and any switch back) to the report. Before it, the preflight stages
+# files beside the live ones; the cases that stop there (a release that cannot
+# import) load the whole run instead. bench/ loads whole rollouts.
+GO_LIVE = {"rolling_reload": ("PLAY [Migrate once, before any host switches]", "PLAY [Unlock and report]")}
+
+
+def _go_live_window(process, log_path, load, markers):
+    """Open ``load`` when the run's output shows the first marker, stop it at the second."""
+    opening, closing = markers
+    seen, opened = "", False
+    with open(log_path, encoding="utf-8") as log:
+        while True:
+            ended = process.poll() is not None
+            seen += log.read()
+            if not opened and opening in seen:
+                load.go()
+                opened = True
+            if opened and closing in seen:
+                load.stop()
+                return
+            if ended:
+                return
+            time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
@@ -232,12 +269,13 @@ def playbooks(inventory, work):
 @pytest.fixture(scope="session")
 def load(work, ca_file):
     """Start load through a published port: load(url, server_name, clients=..., pause=..., path=...); a tenth
-    of the clients hold /slow?seconds=1 requests."""
+    of the clients hold /slow?seconds=1 requests. With held=True it sends nothing until go(), which
+    Playbooks.run(..., load=...) calls when the rollout reaches its go-live plays."""
 
-    def start(url, server_name, clients=100, pause=0.25, label="load", ca_file=ca_file, path="/health"):
+    def start(url, server_name, clients=100, pause=0.25, label="load", ca_file=ca_file, path="/health", held=False):
         background = BackgroundLoad(work, label, url, ca_file, clients, max(1, clients // 10), pause=pause,
-                                    path=path, host_header=server_name, requests=2000000)
-        time.sleep(1)  # the clients are connected before the playbook starts
+                                    path=path, host_header=server_name, requests=2000000, held=held)
+        time.sleep(1)  # the clients are connected (or, held, waiting) before the playbook starts
         return background
 
     return start

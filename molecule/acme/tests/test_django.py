@@ -237,8 +237,8 @@ def rollouts(playbooks, load, release, work, web, sql, hosts, measured):
     for name, source in cases.items():
         before = served(web)
         traffic = load("https://127.0.0.1:%d" % PORT, "shop.acme.test", clients=40, pause=0.1, label="django-" + name,
-                       ca_file=ROOT)
-        outcome = playbooks.run("rolling_reload", source, LOCK, extra_vars.get(name))
+                       ca_file=ROOT, held=True)
+        outcome = playbooks.run("rolling_reload", source, LOCK, extra_vars.get(name), load=traffic)
         served_load = traffic.finish()
         measured("acme, django " + name, outcome, served_load)
         outcomes[name] = {

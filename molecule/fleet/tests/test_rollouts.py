@@ -5,8 +5,9 @@
 Each class is one step: its fixture runs ``ansible-playbook
 pyfleet.deploy.<playbook>`` once, against the scenario's inventory (over SSH,
 as the deploy user with sudo), while bench/loadgen.py sends about 300
-requests/s through the load balancer's published port; each test asserts one
-thing a user would notice. The steps build on each other, in file order.
+requests/s through the load balancer's published port: through the go-live
+plays of a rolling_reload (conftest.GO_LIVE), through the whole run of the
+others; each test asserts one thing a user would notice. The steps build on each other, in file order.
 """
 
 from __future__ import annotations
@@ -195,9 +196,11 @@ def lb_retries(hosts):
     return mark, retried
 
 
-def _under_load(load, run):
-    traffic = load(LB_URL, SERVER_NAME, clients=100, pause=0.25)
-    outcome = run()
+def _under_load(load, run, held=True):
+    """run(traffic) under load through the balancer. Held (a rolling_reload): the load opens when the run
+    reaches its go-live plays (conftest.GO_LIVE); otherwise it runs from before the run starts."""
+    traffic = load(LB_URL, SERVER_NAME, clients=100, pause=0.25, held=held)
+    outcome = run(traffic if held else None)
     return outcome, traffic.finish()
 
 
@@ -283,8 +286,8 @@ class TestCodeOnlyRollout:
         mark, retried = lb_retries
         since = mark()
 
-        def run():
-            first = playbooks.start("rolling_reload", sources["v2"], locks["v1"])
+        def run(traffic):
+            first = playbooks.start("rolling_reload", sources["v2"], locks["v1"], load=traffic)
             lock = hosts("fleet-app1").file("/srv/demo/.rollout.lock")
             deadline = time.monotonic() + 120
             while not lock.exists and time.monotonic() < deadline and first[0].poll() is None:
@@ -367,7 +370,9 @@ class TestReleaseThatCannotImport:
 
     @pytest.fixture(scope="class")
     def step(self, playbooks, load, sources, locks, measured):
-        rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["broken"], locks["v1"]))
+        # Loaded from the start: this release stops in the preflight, which runs beside the live one.
+        rollout, traffic = _under_load(load, lambda _traffic: playbooks.run("rolling_reload", sources["broken"],
+                                                                            locks["v1"]), held=False)
         measured("fleet, a release that cannot import", rollout, traffic)
         return {"rollout": rollout, "load": traffic}
 
@@ -399,8 +404,8 @@ class TestReleaseThatFailsHealth:
         before = live_files()
         # The health deadline only bounds how long the failing release is given (default 30 s).
         changes = {"rollout_health_timeout": 10, "app_env": {"EXAMPLE_COLOR": "red"}, "gunicorn_timeout": 45}
-        rollout, traffic = _under_load(load, lambda: playbooks.run("rolling_reload", sources["unhealthy"], locks["v1"],
-                                                                   extra_vars=changes))
+        rollout, traffic = _under_load(load, lambda traffic: playbooks.run(
+            "rolling_reload", sources["unhealthy"], locks["v1"], extra_vars=changes, load=traffic))
         measured("fleet, a release that fails health", rollout, traffic)
         return {"rollout": rollout, "load": traffic, "before": before}
 
@@ -454,8 +459,8 @@ class TestNewLockfile:
         mark, retried = lb_retries
         since = mark()
         rollout, traffic, streams = _under_load_with_streams(
-            load, stream_load, lambda: playbooks.run("rolling_reload", sources["v2"], locks["deps"],
-                                                     extra_vars=_DEPS_CHANGES), settle=4)
+            load, stream_load, lambda traffic: playbooks.run("rolling_reload", sources["v2"], locks["deps"],
+                                                             extra_vars=_DEPS_CHANGES, load=traffic), settle=4)
         measured("fleet, v2 with a new lockfile", rollout, traffic)
         note(_streams_figure("fleet, v2 with a new lockfile, long-lived connections", streams))
         return {"rollout": rollout, "load": traffic, "retried": retried(since), "streams": streams}
@@ -561,7 +566,8 @@ class TestRollback:
 
     @pytest.fixture(scope="class")
     def step(self, playbooks, load, sources, locks, measured):
-        rollout, traffic = _under_load(load, lambda: playbooks.run("rollback", sources["v2"], locks["v1"]))
+        rollout, traffic = _under_load(load, lambda _traffic: playbooks.run("rollback", sources["v2"], locks["v1"]),
+                                       held=False)
         measured("fleet, rollback", rollout, traffic)
         return {"rollout": rollout, "load": traffic}
 
@@ -808,10 +814,10 @@ class TestSoak:
         for name, source in cases.items():
             before = served()
             began = time.monotonic()
-            traffic = load(LB_URL, SERVER_NAME, clients=20, pause=0.1, label="soak-" + name, path="/")
+            traffic = load(LB_URL, SERVER_NAME, clients=20, pause=0.1, label="soak-" + name, path="/", held=True)
             # Two batches: the canary against the other two, then those two against the thresholds alone.
             rollout = playbooks.run("rolling_reload", source, locks["v1"],
-                                    extra_vars={**SOAK_VARS, **hooks, "rollout_batches": [1, "100%"]})
+                                    extra_vars={**SOAK_VARS, **hooks, "rollout_batches": [1, "100%"]}, load=traffic)
             outcomes[name] = {"rollout": rollout, "load": traffic.finish(), "before": before, "after": served(),
                               "began": began, "expected": release.id(source, locks["v1"])}
             measured("fleet, soak, " + name, rollout, outcomes[name]["load"])

@@ -3,10 +3,11 @@
 """Rollouts of single hosts, under load through the host's published port (the scenarios that list this file).
 
 Each case is one ``ansible-playbook pyfleet.deploy.rolling_reload --limit
-<host>`` of a variant of the host's example app, run once by a module fixture
-while bench/loadgen.py sends requests (40 clients, 4 of them holding 1 s
-requests) to the host's published HTTPS port; each test asserts one thing a
-user would notice. The cases of the running scenario are in CASES.
+<host>`` of a variant of the host's example app, run once by a module fixture;
+bench/loadgen.py sends requests (40 clients, 4 of them holding 1 s requests)
+to the host's published HTTPS port through the rollout's go-live plays (the
+migration, the switch, reload and checks, any switch back); each test asserts
+one thing a user would notice. The cases of the running scenario are in CASES.
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ def rollout(request, playbooks, load, release, work, hosts, https, ca_file, meas
     before = https(hosts(case.host), "/health", case.name, ca=trust).json()["release"]
     config_before = https(hosts(case.host), "/config", case.name, ca=trust).json() if case.app == FASTAPI else None
     traffic = load("https://127.0.0.1:%d" % case.port, case.name, clients=40, pause=0.1, label=request.param,
-                   ca_file=trust)
-    outcome = playbooks.run("rolling_reload", source, case.lockfile, case.extra_vars, args=("--limit", case.host))
+                   ca_file=trust, held=True)
+    outcome = playbooks.run("rolling_reload", source, case.lockfile, case.extra_vars, args=("--limit", case.host),
+                            load=traffic)
     served = traffic.finish()
     after = https(hosts(case.host), "/health", case.name, ca=trust).json()["release"]
     config_after = https(hosts(case.host), "/config", case.name, ca=trust).json() if case.app == FASTAPI else None
