@@ -64,9 +64,10 @@ collection-link:
 
 venv: $(VENV)/.installed collection-link ## Create the pinned tool environment and link the collection into .cache/ansible/collections
 
-image: host ## Build (or reuse) the local Debian 12 and 13 host images
+image: host ## Build (or reuse) the local Debian 12 and 13 host images and the services host's
 	bash molecule/resources/image/build.sh bookworm
 	bash molecule/resources/image/build.sh trixie
+	bash molecule/resources/image/build.sh services
 
 lint: venv ## yamllint and ansible-lint (production profile)
 	yamllint -s .

@@ -2,20 +2,26 @@
 # Build a systemd-enabled Debian image for the local test hosts with
 # debootstrap + `docker import`. No registry is involved.
 #
-#   build.sh [SUITE]      SUITE: bookworm (default) or trixie
+#   build.sh [SUITE]      SUITE: bookworm (default), trixie or services
 #
-# The image is tagged pyfleet/debian:<suite> and labelled with a hash of this
-# recipe and of the CA certificates it carries, so it is rebuilt only when
-# one of those changes.
+# The image is tagged pyfleet/debian:<version> and labelled with a hash of
+# this recipe and of the CA certificates it carries, so it is rebuilt only
+# when one of those changes. "services" is pyfleet/services:12: the Debian 12
+# image with the packages the test bed's services host runs (PostgreSQL,
+# Redis, pebble, openssl, testssl.sh) installed from Debian, not configured;
+# the scenario's prepare configures them, as on a fresh server. Installing
+# them there took about 50 s of every acme run.
 set -euo pipefail
 
 SUITE=${1:-bookworm}
 case "$SUITE" in
   bookworm) VERSION=12 ;;
   trixie) VERSION=13 ;;
-  *) echo "build.sh: unknown suite '$SUITE' (bookworm|trixie)" >&2; exit 2 ;;
+  services) VERSION=12 ;;
+  *) echo "build.sh: unknown suite '$SUITE' (bookworm|trixie|services)" >&2; exit 2 ;;
 esac
 IMAGE="pyfleet/debian:${VERSION}"
+SERVICE_PACKAGES="postgresql redis-server pebble openssl testssl.sh"
 MIRROR=${PYFLEET_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 HERE=$(cd "$(dirname "$0")" && pwd)
 # Extra trust anchors of the controller (a TLS-inspecting egress proxy, a
@@ -29,6 +35,31 @@ recipe_hash() {
     find "$CA_DIR" -maxdepth 1 -name '*.crt' -type f -print0 2>/dev/null | sort -z | xargs -0 -r cat
   } | sha256sum | cut -c1-16
 }
+
+if [[ $SUITE == services ]]; then
+  BASE=$IMAGE
+  IMAGE=pyfleet/services:12
+  bash "$0" bookworm
+  WANT=$({ recipe_hash; docker image inspect -f '{{.Id}}' "$BASE"; } | sha256sum | cut -c1-16)
+  HAVE=$(docker image inspect -f '{{ index .Config.Labels "pyfleet.recipe" }}' "$IMAGE" 2>/dev/null || true)
+  if [[ "$WANT" == "$HAVE" && -z "${PYFLEET_REBUILD:-}" ]]; then
+    echo "[image] $IMAGE is current (recipe $WANT)"
+    exit 0
+  fi
+  echo "[image] building $IMAGE from $BASE (recipe $WANT)"
+  NAME=pyfleet-image-services-$$
+  trap 'docker rm -f "$NAME" >/dev/null 2>&1 || true' EXIT
+  # policy-rc.d: the packages' scripts must not try to start their services here.
+  docker run --name "$NAME" "$BASE" /bin/sh -euc "
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $SERVICE_PACKAGES >/dev/null
+    rm -f /usr/sbin/policy-rc.d; apt-get clean; rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin" \
+    || { echo "[image] installing $SERVICE_PACKAGES failed" >&2; exit 1; }
+  docker commit --change "LABEL pyfleet.recipe=$WANT" --change 'CMD ["/lib/systemd/systemd"]' "$NAME" "$IMAGE" >/dev/null
+  echo "[image] built $IMAGE"
+  exit 0
+fi
 
 WANT=$(recipe_hash)
 HAVE=$(docker image inspect -f '{{ index .Config.Labels "pyfleet.recipe" }}' "$IMAGE" 2>/dev/null || true)
