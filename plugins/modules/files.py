@@ -12,7 +12,8 @@ version_added: 0.5.0
 author: pyfleet.deploy developers (@pyfleet-deploy)
 description:
   - Makes each entry of O(files) what it says, in order. An entry is a directory, a file with the
-    given content, a symbolic link, or nothing.
+    given content, a symbolic link, or nothing; or it adds content to the end of a file, such as a
+    line of a log or history.
   - A file is only written when its content differs. It is written to a temporary file in the same
     directory, given its owner, group and mode, and renamed over the old one, so a reader sees the
     old or the new content, never a partial one. When only the owner, group or mode differ, they
@@ -38,16 +39,25 @@ options:
       state:
         description:
           - V(file) writes O(files[].content).
-          - V(directory) creates the directory (not its parents).
+          - V(directory) creates the directory, and its missing parents with O(files[].parents=true).
           - V(link) makes the entry a symbolic link to O(files[].src), replaced by a rename when it
             pointed elsewhere.
           - V(absent) removes a file, a link, or a directory with everything in it.
+          - V(append) adds O(files[].content) to the end of the file in one write, creating the file
+            with the owner, group and mode given when it is missing (an existing file keeps its
+            own). It always counts as a change.
         type: str
-        choices: [file, directory, link, absent]
+        choices: [file, directory, link, absent, append]
         default: file
       content:
-        description: The file's content, for O(files[].state=file).
+        description: The file's content, for O(files[].state=file), or what to add, for O(files[].state=append).
         type: str
+      parents:
+        description:
+          - With O(files[].state=directory), also create the missing parent directories, as
+            C(mkdir -p) does (owned by the user the module runs as, mode 0777 less the umask).
+        type: bool
+        default: false
       src:
         description: The target of the link, for O(files[].state=link), written as given (it may be
           relative to the link's directory).
@@ -78,12 +88,15 @@ attributes:
         in diff mode, or set C(no_log) and C(diff=false) on the task.
 notes:
   - Meant for configuration files and small modules; each content travels as a module argument.
-  - Parent directories are not created, except those given as entries.
+  - Parent directories are not created, except those given as entries and those of a directory
+    with O(files[].parents=true).
 seealso:
   - module: ansible.builtin.template
     description: One file rendered on the controller per task, with backups and validation.
   - module: ansible.builtin.copy
     description: One file or directory tree per task.
+  - module: ansible.builtin.lineinfile
+    description: One line per task, kept once in the file or replaced by a pattern.
 """
 
 EXAMPLES = r"""
@@ -102,6 +115,9 @@ EXAMPLES = r"""
         state: absent
       - path: /etc/systemd/system/demo.service
         content: "{{ lookup('ansible.builtin.template', 'demo.service.j2') }}"
+      - path: /srv/demo/.history.jsonl
+        state: append
+        content: "{{ {'release': 'a1b2c3', 'result': 'ok'} | to_json }}\n"
   register: written
   become: true
 
@@ -166,6 +182,28 @@ def _read(path):
         return None
 
 
+def _append(module, entry, info, uid, gid, mode, diffs):
+    """Add the entry's content to the end of its file, made with uid, gid and mode when missing."""
+    path = entry["path"]
+    if entry["content"] is None:
+        module.fail_json(msg="%s: content is required with state=append" % path)
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        module.fail_json(msg="%s exists and is not a regular file" % path)
+    if module._diff:
+        diffs.append(dict(before_header=path, after_header=path, before="", after=entry["content"]))
+    if module.check_mode:
+        return True
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        if info is None:
+            os.fchown(descriptor, uid, gid)
+            os.fchmod(descriptor, mode)
+        os.write(descriptor, to_bytes(entry["content"], errors="surrogate_or_strict"))
+    finally:
+        os.close(descriptor)
+    return True
+
+
 def apply_entry(module, entry, diffs):
     """Make one entry what it says; return True if it changed (or would)."""
     path, state = entry["path"], entry["state"]
@@ -194,11 +232,17 @@ def apply_entry(module, entry, diffs):
             replace_link(path, entry["src"])
         return True
     uid, gid, mode = _ids(module, entry)
+    if state == "append":
+        return _append(module, entry, info, uid, gid, mode, diffs)
     if state == "directory":
         if info is not None and not stat.S_ISDIR(info.st_mode):
             module.fail_json(msg="%s exists and is not a directory" % path)
         if info is None:
             if not check:
+                if entry["parents"]:
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                elif not os.path.isdir(os.path.dirname(path)):
+                    module.fail_json(msg="%s: the parent directory does not exist (parents=true makes it)" % path)
                 os.mkdir(path, mode)
                 os.chown(path, uid, gid)
                 os.chmod(path, mode)
@@ -229,9 +273,10 @@ def main():
                 required=True,
                 options=dict(
                     path=dict(type="path", required=True),
-                    state=dict(type="str", choices=["file", "directory", "link", "absent"], default="file"),
+                    state=dict(type="str", choices=["file", "directory", "link", "absent", "append"], default="file"),
                     content=dict(type="str"),
                     src=dict(type="str"),
+                    parents=dict(type="bool", default=False),
                     owner=dict(type="str", default="root"),
                     group=dict(type="str", default="root"),
                     mode=dict(type="str", default="0644"),

@@ -123,3 +123,26 @@ def test_absent_removes_a_directory_with_everything_in_it_and_a_directory_follow
     rc, out = run(capsys, [entry(partial, state="absent"), entry(partial, state="directory", mode="0755")])
     assert rc == 0, out
     assert (out["changed_paths"], os.listdir(partial)) == ([str(partial), str(partial)], [])
+
+
+def test_append_creates_the_file_with_its_mode_then_adds_at_the_end_keeping_the_mode(tmp_path, capsys):
+    history = tmp_path / "history.jsonl"
+    rc, out = run(capsys, [entry(history, state="append", content='{"n": 1}\n', mode="0640")])
+    assert (rc, out["changed_paths"], mode_of(history)) == (0, [str(history)], "0640")
+    os.chmod(history, 0o600)
+    rc, out = run(capsys, [entry(history, state="append", content='{"n": 2}\n', mode="0644")])
+    assert (rc, out["changed"]) == (0, True)
+    assert history.read_text() == '{"n": 1}\n{"n": 2}\n' and mode_of(history) == "0600"
+
+
+def test_append_in_check_mode_writes_nothing(tmp_path, capsys):
+    rc, out = run(capsys, [entry(tmp_path / "log", state="append", content="x\n")], _ansible_check_mode=True)
+    assert (rc, out["changed_paths"]) == (0, [str(tmp_path / "log")]) and not (tmp_path / "log").exists()
+
+
+def test_a_directory_with_parents_is_made_with_its_missing_parents(tmp_path, capsys):
+    deep = tmp_path / "var" / "lib" / "textfiles"
+    rc, out = run(capsys, [entry(deep, state="directory", parents=True, mode="0755")])
+    assert (rc, out["changed_paths"], mode_of(deep)) == (0, [str(deep)], "0755")
+    rc, out = run(capsys, [entry(tmp_path / "a" / "b", state="directory")])
+    assert rc != 0 and "parent directory does not exist" in out["msg"] and not (tmp_path / "a").exists()
