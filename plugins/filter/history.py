@@ -10,6 +10,8 @@ from datetime import datetime
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.pyfleet.deploy.plugins.filter.rollout import rollout_outcome
+
 
 def _reports(history):
     """The summaries of a history: a list of dicts, or the text of history.jsonl."""
@@ -37,15 +39,6 @@ def _quantile(values, fraction):
     return ordered[max(0, -int(-len(ordered) * fraction // 1) - 1)] if ordered else None
 
 
-def _outcome(report):
-    results = [host.get("result") for host in report.get("hosts", [])]
-    if any(result in ("rolled back", "rollback failed") for result in results):
-        return "rolled back"
-    if report.get("stopped") or any(result not in ("ok", "unchanged") for result in results):
-        return "failed"
-    return "ok"
-
-
 def rollout_scorecard(history, period="week"):
     """The scorecard of a rollout history: each host's releases over time, the failed rollouts and the
     rollbacks, and per period the count, failures, rollbacks, median and p90 seconds. A dict with
@@ -55,7 +48,7 @@ def rollout_scorecard(history, period="week"):
     reports = sorted(_reports(history), key=lambda report: report.get("finished", ""))
     hosts, failures, periods = {}, [], {}
     for report in reports:
-        outcome = _outcome(report)
+        outcome = rollout_outcome(report)
         for host in report.get("hosts", []):
             if host.get("result") in ("ok", "unchanged"):
                 releases = hosts.setdefault(host["host"], [])

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
+
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.pyfleet.deploy.plugins.filter.soak import soak_line
@@ -140,9 +143,32 @@ def rollout_warnings(hosts, phases, soaks=None):
     return warnings
 
 
+def rollout_outcome(report):
+    """How a rollout ended, from its summary: ok, rolled back or failed."""
+    results = [host.get("result") for host in report.get("hosts", [])]
+    if "rollback failed" in results:
+        return "failed"
+    if "rolled back" in results:
+        return "rolled back"
+    if report.get("stopped") or any(result not in ("ok", "unchanged") for result in results):
+        return "failed"
+    return "ok"
+
+
+def rollout_clock(rollout_id, now=None):
+    """When the rollout started (its id begins with that UTC time) and how many seconds ago."""
+    match = re.match(r"^(\d{8}T\d{6}Z)", str(rollout_id or ""))
+    if not match:
+        return {"started": None, "seconds": None}
+    started = datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return {"started": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "seconds": round((now - started).total_seconds(), 1)}
+
+
 class FilterModule:
     """pyfleet.deploy rollout filters."""
 
     def filters(self):
         return {"rollout_results": rollout_results, "rollout_table": rollout_table,
-                "migrations_since": migrations_since, "rollout_warnings": rollout_warnings}
+                "migrations_since": migrations_since, "rollout_warnings": rollout_warnings,
+                "rollout_outcome": rollout_outcome, "rollout_clock": rollout_clock}

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.pyfleet.deploy.plugins.filter.rollout import (
     migrations_since,
+    rollout_clock,
+    rollout_outcome,
     rollout_results,
     rollout_table,
     rollout_warnings,
@@ -109,3 +113,22 @@ def test_a_migration_that_a_rollback_did_not_undo_is_a_warning_once():
 def test_the_table_ends_with_the_warnings():
     table = rollout_table({"rollout": "r", "release": "bbb", "hosts": [OK], "warnings": ["keep calm"]})
     assert table.splitlines()[-1] == "warning: keep calm"
+
+
+@pytest.mark.parametrize("results, stopped, outcome", [
+    (["ok", "unchanged"], False, "ok"),
+    (["rolled back", "not started"], True, "rolled back"),
+    (["rolled back", "rollback failed"], True, "failed"),
+    (["ok", "failed before the switch"], True, "failed"),
+    ([], True, "failed"),
+])
+def test_rollout_outcome_names_a_host_left_broken_before_a_rollback(results, stopped, outcome):
+    report = {"hosts": [{"host": "app%d" % number, "result": result} for number, result in enumerate(results)],
+              "stopped": stopped}
+    assert rollout_outcome(report) == outcome
+
+
+def test_rollout_clock_reads_the_start_from_the_id_and_counts_the_seconds_since():
+    now = datetime(2026, 12, 4, 7, 0, 30, 500000, tzinfo=timezone.utc)
+    assert rollout_clock("20261204T065900Z-123456", now=now) == {"started": "2026-12-04T06:59:00Z", "seconds": 90.5}
+    assert rollout_clock("", now=now) == rollout_clock(None) == {"started": None, "seconds": None}
