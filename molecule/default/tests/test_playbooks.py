@@ -43,7 +43,7 @@ def from_tarball(inventory, work, release, hosts, https):
     runs = {
         "rolling_reload": ["-e", json.dumps({"app_secrets": {"DEMO_SECRET": ROTATED},
                                              "rollout_report_dir": out + "/reports"})],
-        "site": ["-e", json.dumps({"app_source": {"type": "dir", "path": unhealthy}, "rollout_health_timeout": 10})],
+        "site": ["-e", json.dumps({"app_source": {"type": "dir", "path": unhealthy}, "rollout_health_timeout": 6})],
     }
     codes, served, workers = {}, {}, {}
     for playbook, extra in runs.items():

@@ -238,13 +238,13 @@ class ServiceMemory(threading.Thread):
 
 def _under_load_with_streams(load, stream_load, run, settle):
     """Like _under_load, with WebSocket and event-stream clients through the balancer held from before the
-    rollout until ``settle`` seconds after it, and fleet-app1's memory sampled meanwhile."""
+    rollout until ``settle(started)`` seconds after it, and fleet-app1's memory sampled meanwhile."""
     streams = stream_load(int(LB_URL.rsplit(":", 1)[1]), SERVER_NAME, WEBSOCKETS, EVENT_STREAMS)
     memory = ServiceMemory("fleet-app1")
     memory.start()
     started = time.time()
     outcome, traffic = _under_load(load, run)
-    held = streams.finish(settle)
+    held = streams.finish(settle(started))
     return outcome, traffic, dict(held, started=started, memory=memory.finish())
 
 
@@ -296,7 +296,12 @@ class TestCodeOnlyRollout:
             second = playbooks.run("rolling_reload", sources["v3"], locks["v1"])
             return held, second, playbooks.finish(first)
 
-        (held, second, rollout), traffic, streams = _under_load_with_streams(load, stream_load, run, STREAM_DRAIN + 4)
+        def settle(started):
+            """Until the drain after the last host's HUP is over, with 4 s to see its closes arrive."""
+            last = max(max(times, default=started) for times in _hups(hosts, started - 1).values())
+            return max(2.0, last + STREAM_DRAIN + 4 - time.time())
+
+        (held, second, rollout), traffic, streams = _under_load_with_streams(load, stream_load, run, settle)
         measured("fleet, v1 -> v2, code only", rollout, traffic)
         note(_streams_figure("fleet, v1 -> v2, code only, long-lived connections", streams))
         return {"before": before, "held": held, "second": second, "rollout": rollout, "load": traffic,
@@ -460,7 +465,8 @@ class TestNewLockfile:
         since = mark()
         rollout, traffic, streams = _under_load_with_streams(
             load, stream_load, lambda traffic: playbooks.run("rolling_reload", sources["v2"], locks["deps"],
-                                                             extra_vars=_DEPS_CHANGES, load=traffic), settle=4)
+                                                             extra_vars=_DEPS_CHANGES, load=traffic),
+            settle=lambda _started: 4)
         measured("fleet, v2 with a new lockfile", rollout, traffic)
         note(_streams_figure("fleet, v2 with a new lockfile, long-lived connections", streams))
         return {"rollout": rollout, "load": traffic, "retried": retried(since), "streams": streams}
