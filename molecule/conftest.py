@@ -275,7 +275,8 @@ def load(work, ca_file):
     def start(url, server_name, clients=100, pause=0.25, label="load", ca_file=ca_file, path="/health", held=False):
         background = BackgroundLoad(work, label, url, ca_file, clients, max(1, clients // 10), pause=pause,
                                     path=path, host_header=server_name, requests=2000000, held=held)
-        time.sleep(1)  # the clients are connected (or, held, waiting) before the playbook starts
+        if not held:
+            time.sleep(1)  # the clients are connected before the playbook starts; a held load waits for go()
         return background
 
     return start
