@@ -34,7 +34,7 @@ export MOLECULE_NO_LOG := false
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: help test test-fast collection-link host venv image lint unit ansible-test molecule build demo demo-clean bench bench-speed lock clean
+.PHONY: help test test-fast collection-link host venv image lint unit integration ansible-test molecule build demo demo-clean bench bench-speed lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,7 +44,7 @@ test: venv ## Lint, unit tests, ansible-test sanity and units, collection build 
 	@# The scenarios run one after another, shown as they run. The checks that
 	@# only read the tree run beside them at the lowest priority, in the time
 	@# the scenarios leave the CPUs idle (scripts/run-phases.sh).
-	@bash scripts/run-phases.sh $(LOGS) --follow molecule --low lint unit ansible-test build
+	@bash scripts/run-phases.sh $(LOGS) --follow molecule --low lint integration ansible-test build
 	@echo "=== make test passed; time per phase:"; cat $(LOGS)/phases.txt
 	@echo "=== Molecule scenarios, each with its testinfra verifiers' summary:"; cat $(LOGS)/summary.txt
 
@@ -83,6 +83,11 @@ lint: venv ## yamllint and ansible-lint (production profile)
 
 unit: venv ## pytest: plugin unit tests and bad-input tests
 	pytest -q -n auto tests
+
+# What `make test` runs beside ansible-test, which runs tests/unit itself
+# (`ansible-test units`): the unit tests once, not twice.
+integration: venv ## pytest: the bad-input battery and the example inventory (tests/integration)
+	pytest -q -n auto tests/integration
 
 ansible-test: venv ## ansible-test sanity and units, on a copy laid out as ansible_collections/pyfleet/deploy
 	bash scripts/ansible-test.sh sanity

@@ -22,10 +22,10 @@ git ls-files -z --cached --others --exclude-standard \
       [[ -e "$file" ]] && cp --parents -P -- "$file" "$TREE/"
     done
 # ansible-test fetches a pip bootstrap script from a host we cannot reach;
-# give it a local stand-in (scripts/get_pip_bootstrap.py) unless one is cached.
+# give it a local stand-in (scripts/get_pip_bootstrap.py), refreshed on every run.
 PIP_VERSION=$(grep -oP "pip='\K[0-9.]+" "$(python3 -c 'import ansible_test, os; print(os.path.dirname(ansible_test.__file__))')/_internal/python_requirements.py" | head -1)
 CACHED="$HOME/.ansible/test/cache/get_pip_${PIP_VERSION//./_}.py"
-[[ -e "$CACHED" ]] || install -D -m 0644 "$ROOT/scripts/get_pip_bootstrap.py" "$CACHED"
+install -D -m 0644 "$ROOT/scripts/get_pip_bootstrap.py" "$CACHED"
 cd "$TREE"
 PYTHON_VERSION=$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 exec ansible-test "$1" --venv --python "$PYTHON_VERSION" --color no "${@:2}"
