@@ -21,7 +21,10 @@ args = [arg for arg in sys.argv[1:] if arg not in ("--no-setuptools", "--no-whee
 packages = [arg for arg in args if not arg.startswith("-")]
 uv = shutil.which("uv")
 if uv:
-    subprocess.check_call([uv, "pip", "install", "--quiet", "--no-config", "--python", sys.executable] + packages)
+    # --system-certs: the machine's trust store, as pip uses it (ansible-test
+    # passes no SSL_CERT_FILE down here, and an egress proxy's CA is only there).
+    subprocess.check_call([uv, "pip", "install", "--quiet", "--no-config", "--system-certs", "--python", sys.executable]
+                          + packages)
 else:
     subprocess.check_call([sys.executable, "-m", "ensurepip", "--default-pip"])
     subprocess.check_call([sys.executable, "-m", "pip", "install"] + args)

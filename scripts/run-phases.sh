@@ -55,7 +55,7 @@ while ((running > 0)); do
   done_pid=""
   wait -n -p done_pid
   # Jobs the shell reaped itself (after a kill) are not waited again: stop here.
-  [[ -n $done_pid ]] || break
+  [[ -n ${done_pid:-} ]] || break
   ((running--))
   target=${names[$done_pid]}
   if [[ -e "$logs/$target.rc" ]]; then
