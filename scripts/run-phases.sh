@@ -32,7 +32,16 @@ done
 run() { # run <target>: one make target, its log and its exit code
   local target=$1
   local cmd=(make --no-print-directory "$target")
-  if ((${low[$target]:-0})); then cmd=(nice -n 19 ionice -c 2 -n 7 "${cmd[@]}"); fi
+  if ((${low[$target]:-0})); then
+    # Linux shares the CPUs between sessions first ("autogroups") and applies
+    # nice only within one; each container's services, and each command run
+    # on a host, are sessions of their own. Plain nice would yield only to the
+    # scenarios' controller, in this session: a session of its own at
+    # autogroup nice 19 yields to the hosts as well. Its id goes to
+    # <target>.sid, so that a failure elsewhere can stop it.
+    cmd=(setsid --wait bash -c 'echo $$ >"$1"; echo 19 >/proc/self/autogroup 2>/dev/null; shift
+      exec nice -n 19 ionice -c 2 -n 7 "$@"' _ "$logs/$target.sid" "${cmd[@]}")
+  fi
   if [[ $target == "$follow" ]]; then
     "${cmd[@]}" 2>&1 | tee "$logs/$target.log"
   else
@@ -42,7 +51,7 @@ run() { # run <target>: one make target, its log and its exit code
 }
 
 for target in "${targets[@]}"; do
-  rm -f "$logs/$target.rc"
+  rm -f "$logs/$target.rc" "$logs/$target.sid"
   starts[$target]=$(date +%s)
   run "$target" &
   pids[$target]=$!
@@ -68,7 +77,9 @@ while ((running > 0)); do
   if [[ $rc != 0 ]]; then
     [[ $rc == stopped ]] || failed+=("$target")
     for other in "${targets[@]}"; do
-      [[ -e "$logs/$other.rc" ]] || kill -TERM -- "-${pids[$other]}" 2>/dev/null
+      [[ -e "$logs/$other.rc" ]] && continue
+      kill -TERM -- "-${pids[$other]}" 2>/dev/null
+      [[ -e "$logs/$other.sid" ]] && pkill -TERM -s "$(<"$logs/$other.sid")" 2>/dev/null
     done
   fi
 done
