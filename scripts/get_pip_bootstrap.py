@@ -9,8 +9,8 @@ package index into the interpreter that runs it. With the tool venv's pinned
 uv on PATH (every make target has it) uv installs them, in a fraction of a
 second; without it, ensurepip, then that pip, as get-pip does. Either way the
 virtualenv ends with the pip ansible-test asked for, which then installs the
-test's requirements itself. Installed by scripts/ansible-test.sh when the
-cache holds no script.
+test's requirements itself. scripts/ansible-test.sh installs it in that cache
+on every run, so an older copy never stays.
 """
 
 import shutil

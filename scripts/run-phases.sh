@@ -12,7 +12,7 @@
 #   they only take what the others leave idle. The Molecule scenarios wait on
 #   hosts, networks and health checks for about a quarter of their time; the
 #   checks that only read the tree fit in those gaps without slowing them.
-# The targets must not share state: lint, unit, ansible-test and build only
+# The targets must not share state: lint, integration, ansible-test and build only
 # read the tree (ansible-test works on a copy outside it).
 set -uo pipefail
 set -m # each target in a process group of its own, so that a failure can stop all of it
@@ -37,7 +37,8 @@ run() { # run <target>: one make target, its log and its exit code
     # nice only within one; each container's services, and each command run
     # on a host, are sessions of their own. Plain nice would yield only to the
     # scenarios' controller, in this session: a session of its own at
-    # autogroup nice 19 yields to the hosts as well. Its id goes to
+    # autogroup nice 19 yields to the hosts as well (nice 19 stays for a
+    # kernel without autogroups, where it is what counts). Its id goes to
     # <target>.sid, so that a failure elsewhere can stop it.
     cmd=(setsid --wait bash -c 'echo $$ >"$1"; echo 19 >/proc/self/autogroup 2>/dev/null; shift
       exec nice -n 19 ionice -c 2 -n 7 "$@"' _ "$logs/$target.sid" "${cmd[@]}")
