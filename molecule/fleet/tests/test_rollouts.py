@@ -25,6 +25,7 @@ LB_URL = "https://127.0.0.1:9443"
 SERVER_NAME = "pyfleet.test"
 APP_HOSTS = ["fleet-app1", "fleet-app2", "fleet-app3"]
 LB_LOG = "/var/log/nginx/demo.access.log"
+APP_ERROR_LOG = "/var/log/nginx/demo.error.log"
 
 
 @pytest.fixture(scope="session")
@@ -196,6 +197,22 @@ def lb_retries(hosts):
     return mark, retried
 
 
+@pytest.fixture(scope="session")
+def cut_websockets(hosts):
+    """The app servers' nginx errors on WebSockets it was proxying (a worker that closed or reset one
+    while the client's message was in flight), from their error logs since a mark."""
+
+    def mark():
+        return {name: int(hosts(name).check_output("wc -l < %s" % APP_ERROR_LOG)) for name in APP_HOSTS}
+
+    def found(since):
+        return {name: hosts(name).check_output("tail -n +%d %s | grep -F 'while proxying upgraded connection'; true"
+                                               % (since[name] + 1, APP_ERROR_LOG)).splitlines()
+                for name in APP_HOSTS}
+
+    return mark, found
+
+
 def _under_load(load, run, held=True):
     """run(traffic) under load through the balancer. Held (a rolling_reload): the load opens when the run
     reaches its go-live plays (conftest.GO_LIVE); otherwise it runs from before the run starts."""
@@ -281,10 +298,11 @@ class TestCodeOnlyRollout:
     """rolling_reload v1 -> v2 (a code change: HUP), while a second rollout tries to start."""
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, load, stream_load, sources, locks, served, hosts, lb_retries, measured, note):
+    def step(self, playbooks, load, stream_load, sources, locks, served, hosts, lb_retries, cut_websockets, measured,
+             note):
         before = served(whole=True)
         mark, retried = lb_retries
-        since = mark()
+        since, cut_since = mark(), cut_websockets[0]()
 
         def run(traffic):
             first = playbooks.start("rolling_reload", sources["v2"], locks["v1"], load=traffic)
@@ -305,7 +323,8 @@ class TestCodeOnlyRollout:
         measured("fleet, v1 -> v2, code only", rollout, traffic)
         note(_streams_figure("fleet, v1 -> v2, code only, long-lived connections", streams))
         return {"before": before, "held": held, "second": second, "rollout": rollout, "load": traffic,
-                "retried": retried(since), "streams": streams, "hups": _hups(hosts, streams["started"] - 1)}
+                "retried": retried(since), "streams": streams, "hups": _hups(hosts, streams["started"] - 1),
+                "cut": cut_websockets[1](cut_since)}
 
     def test_exits_0(self, step):
         assert step["rollout"].rc == 0, step["rollout"].output[-4000:]
@@ -343,6 +362,9 @@ class TestCodeOnlyRollout:
 
     def test_no_websocket_or_event_stream_ended_abnormally(self, step):
         assert [step["streams"][kind]["abnormal"] for kind in ("websockets", "events")] == [[], []]
+
+    def test_no_websocket_was_cut_while_the_client_wrote_to_it(self, step):
+        assert step["cut"] == dict.fromkeys(APP_HOSTS, [])
 
     def test_the_old_workers_closed_every_websocket_with_1012_and_ended_every_event_stream(self, step):
         websockets, events = step["streams"]["websockets"], step["streams"]["events"]
@@ -460,16 +482,17 @@ class TestNewLockfile:
     """rolling_reload of v2 with a new lockfile, environment and unit: a restart on every host, wheels gathered once."""
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, load, stream_load, sources, locks, lb_retries, measured, note):
+    def step(self, playbooks, load, stream_load, sources, locks, lb_retries, cut_websockets, measured, note):
         mark, retried = lb_retries
-        since = mark()
+        since, cut_since = mark(), cut_websockets[0]()
         rollout, traffic, streams = _under_load_with_streams(
             load, stream_load, lambda traffic: playbooks.run("rolling_reload", sources["v2"], locks["deps"],
                                                              extra_vars=_DEPS_CHANGES, load=traffic),
             settle=lambda _started: 4)
         measured("fleet, v2 with a new lockfile", rollout, traffic)
         note(_streams_figure("fleet, v2 with a new lockfile, long-lived connections", streams))
-        return {"rollout": rollout, "load": traffic, "retried": retried(since), "streams": streams}
+        return {"rollout": rollout, "load": traffic, "retried": retried(since), "streams": streams,
+                "cut": cut_websockets[1](cut_since)}
 
     def test_exits_0(self, step):
         assert step["rollout"].rc == 0, step["rollout"].output[-4000:]
@@ -490,6 +513,9 @@ class TestNewLockfile:
         assert (websockets["abnormal"], events["abnormal"]) == ([], [])
         assert set(websockets["close_codes"]) == {"1012"} and len(websockets["closes"]) >= WEBSOCKETS
         assert set(events["close_codes"]) == {"end"} and len(events["closes"]) >= EVENT_STREAMS
+
+    def test_no_websocket_was_cut_while_the_client_wrote_to_it(self, step):
+        assert step["cut"] == dict.fromkeys(APP_HOSTS, [])
 
     def test_every_long_lived_client_reconnected_to_the_new_release(self, step, ids, release):
         for kind in ("websockets", "events"):

@@ -44,7 +44,9 @@ responses), drain the same two ways:
 * after a HUP, an old worker keeps them open for the stream drain
   (``PYFLEET_STREAM_DRAIN`` seconds, the role's ``gunicorn_stream_drain``),
   then closes each cleanly: a WebSocket with close code 1012 (service
-  restart), an event stream with the chunked response's last chunk. Clients
+  restart) and the closing handshake (the client's close frame is awaited
+  before the socket closes), an event stream with the chunked response's
+  last chunk. Clients
   reconnect to the new generation. Once an old worker holds nothing but such
   connections, it names itself ``drain:<count>`` (``/proc/<pid>/comm``), so
   the rollout's swap check (pyfleet.deploy.gunicorn_reload) need not wait out
@@ -75,6 +77,8 @@ except ImportError:  # httptools is optional; uvicorn falls back to h11 the same
 
 # Seconds an idle connection may still carry a request when the master stops.
 STOP_IDLE_GRACE = 1.0
+# Seconds a WebSocket's closing handshake may take before the worker closes the socket anyway.
+CLOSE_HANDSHAKE_TIMEOUT = 5.0
 # Name of the response header that carries the release id (empty: none).
 RELEASE_HEADER_ENV = "PYFLEET_RELEASE_HEADER"
 # Seconds an old worker keeps WebSockets and event streams open after a HUP.
@@ -247,6 +251,41 @@ class DrainingHttpProtocol(_BaseProtocol):
                 self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
 
+def websocket_open(connection):
+    """True when the WebSocket ``connection`` is open and this side has not started closing it.
+
+    Only Uvicorn's sans-I/O implementations (``wsproto``, ``websockets-sansio``: what ``ws="auto"``,
+    pyfleet's setting, picks) answer; the deprecated legacy ``websockets`` one never does.
+    """
+    return (getattr(connection, "handshake_complete", False) is True and not getattr(connection, "close_sent", True)
+            and not connection.transport.is_closing())
+
+
+def close_websocket(connection, code=1012):
+    """Close a WebSocket with the closing handshake of RFC 6455, section 7: send the close frame, keep
+    reading until the client's close frame arrives (or CLOSE_HANDSHAKE_TIMEOUT passes), then close.
+
+    Uvicorn's own shutdown sends the close frame and closes the socket at once. A client message in
+    flight then meets a closed socket: nginx's write fails (``Broken pipe``, ``Connection reset``) and
+    it may drop the client's connection before it passes the close frame on, so the client sees an
+    abnormal closure (1006). Closing the way the app itself would (``websocket.close``) waits for the
+    client's answer; the app's ``receive`` gets the disconnect as with Uvicorn's shutdown.
+    """
+    if not websocket_open(connection):
+        type(connection).shutdown(connection)  # mid-handshake, closing, or the legacy implementation: Uvicorn's way
+        return
+    if getattr(connection, "close_timeout", None) is not None:
+        connection.close_timeout = min(connection.close_timeout, CLOSE_HANDSHAKE_TIMEOUT)
+
+    async def close():
+        try:
+            await connection.send({"type": "websocket.close", "code": code, "reason": ""})
+        except Exception:  # pylint: disable=broad-exception-caught  # gone meanwhile: nothing left to close
+            connection.transport.close()
+
+    asyncio.get_running_loop().create_task(close())
+
+
 def _is_long_lived(connection):
     """A WebSocket (any protocol other than the HTTP one), or an HTTP connection carrying an event stream."""
     return connection.is_stream() if isinstance(connection, DrainingHttpProtocol) else True
@@ -267,13 +306,12 @@ class DrainingServer(Server):
 
     def _drain_later(self, connection):
         """Shut ``connection`` down the way its kind drains: an HTTP connection now (its protocol waits
-        for what it carries), a WebSocket (Uvicorn's shutdown closes it with 1012) when the drain ends."""
+        for what it carries), a WebSocket with the closing handshake (close_websocket) when the drain ends."""
         if isinstance(connection, DrainingHttpProtocol):
             connection.shutdown()
         else:
             loop = asyncio.get_running_loop()
-            close = functools.partial(type(connection).shutdown, connection)  # not the deferral set below
-            loop.call_at(max(self.server_state.pyfleet_drain_ends, loop.time()), close)
+            loop.call_at(max(self.server_state.pyfleet_drain_ends, loop.time()), close_websocket, connection)
 
     async def _watch_drain(self, handled):
         """Connections that appear while the worker drains (accepted just before it stopped listening, or
