@@ -33,15 +33,7 @@ run() { # run <target>: one make target, its log and its exit code
   local target=$1
   local cmd=(make --no-print-directory "$target")
   if ((${low[$target]:-0})); then
-    # Linux shares the CPUs between sessions first ("autogroups") and applies
-    # nice only within one; each container's services, and each command run
-    # on a host, are sessions of their own. Plain nice would yield only to the
-    # scenarios' controller, in this session: a session of its own at
-    # autogroup nice 19 yields to the hosts as well (nice 19 stays for a
-    # kernel without autogroups, where it is what counts). Its id goes to
-    # <target>.sid, so that a failure elsewhere can stop it.
-    cmd=(setsid --wait bash -c 'echo $$ >"$1"; echo 19 >/proc/self/autogroup 2>/dev/null; shift
-      exec nice -n 19 ionice -c 2 -n 7 "$@"' _ "$logs/$target.sid" "${cmd[@]}")
+    cmd=(setsid --wait "$(dirname "$0")/low-priority.sh" "$logs/$target.sid" "${cmd[@]}")
   fi
   if [[ $target == "$follow" ]]; then
     "${cmd[@]}" 2>&1 | tee "$logs/$target.log"
