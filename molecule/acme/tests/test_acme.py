@@ -95,6 +95,7 @@ def testssl(ca, pebble):
     ("cipherlist_NULL", "not offered"), ("cipherlist_aNULL", "not offered"), ("cipherlist_EXPORT", "not offered"),
     ("cipherlist_LOW", "not offered"), ("cipherlist_3DES_IDEA", "not offered"), ("cipherlist_AVERAGE", "not offered"),
     ("cipherlist_STRONG", "^offered"), ("ALPN_HTTP2", "h2"), ("sessionresumption_ticket", "not supported"),
+    ("sessionresumption_ID", "^supported"),
     ("HSTS_time", "63072000"), ("banner_server", "^nginx$"), ("cert_trust", "^Ok via SAN"),
     ("cert_chain_of_trust", "^passed"),
 ])

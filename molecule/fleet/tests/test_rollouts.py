@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -957,3 +959,17 @@ class TestSoak:
         assert 'pyfleet_last_rollout_success{app="demo",result="ok"} 1' in step["textfile"]
         assert re.search(r'\npyfleet_last_rollout_duration_seconds\{app="demo"\} [0-9.]+\n<eof>$', step["textfile"])
         assert re.search(r'\npyfleet_last_rollout_timestamp_seconds\{app="demo"\} \d{10}\n', step["textfile"])
+
+
+def test_a_returning_client_resumes_its_tls_session_at_the_load_balancer(ca_file):
+    context = ssl.create_default_context(cafile=ca_file)
+    session, reused = None, []
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", int(LB_URL.rsplit(":", 1)[1])), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=SERVER_NAME, session=session) as tls:
+            tls.sendall(("GET /health HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % SERVER_NAME).encode())
+            while tls.recv(65536):
+                pass
+            session = tls.session
+            reused.append(tls.session_reused)
+    assert reused == [False, True]
