@@ -102,7 +102,7 @@ class BackgroundLoad(_Background):
     """bench/loadgen.py in the background; see its --help for the meaning of each knob."""
 
     def __init__(self, work, label, url, ca_file, clients, slow_clients, pause=0.0, path=None,
-                 host_header="pyfleet.test", duration=900, requests=0, samples=False, held=False):
+                 host_header="pyfleet.test", duration=900, requests=0, samples=False, held=False, tls_resume=False):
         self.start_file = os.path.join(work, "start-%s-%d" % (label, time.monotonic_ns())) if held else None
         arguments = [url, "--host-header", host_header, "--ca-file", ca_file, "--clients", str(clients),
                      "--slow-clients", str(slow_clients), "--slow-seconds", "1", "--keepalive-percent", "50",
@@ -111,6 +111,8 @@ class BackgroundLoad(_Background):
             arguments += ["--path", path]
         if samples:
             arguments.append("--samples")
+        if tls_resume:
+            arguments.append("--tls-resume")
         if held:
             arguments += ["--start-file", self.start_file]
         super().__init__(work, "load", label, "loadgen.py", arguments)

@@ -6,7 +6,9 @@ Stdlib only, so it runs from the tool venv or any python3. It drives a mix of
 clients against one URL base:
 
 * keep-alive clients reuse one connection for many requests;
-* fresh clients open a new connection (and TLS handshake) per request;
+* fresh clients open a new connection (and TLS handshake) per request; with
+  ``--tls-resume`` each one offers the TLS session its last connection got, as
+  a browser does, so the server resumes it instead of a full handshake;
 * slow clients ask for ``/slow?seconds=S`` so requests are in flight when a
   reload or restart happens.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import json
 import os
 import signal
@@ -62,8 +65,21 @@ def _round(value):
     return None if value is None else round(value, 2)
 
 
+# The TLS session a client's next connection offers (--tls-resume). asyncio wraps the socket in a callback
+# that runs in the connecting task's context, so each client task offers its own session.
+OFFERED_SESSION = contextvars.ContextVar("offered_session", default=None)
+
+
+class ResumingContext(ssl.SSLContext):
+    """A client context whose connections offer the calling task's OFFERED_SESSION."""
+
+    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None, session=None):
+        return super().wrap_bio(incoming, outgoing, server_side, server_hostname,
+                                session=session or OFFERED_SESSION.get())
+
+
 class Target:
-    def __init__(self, base, host_header, ca_file, insecure, timeout):
+    def __init__(self, base, host_header, ca_file, insecure, timeout, tls_resume=False):
         parts = urlsplit(base)
         if parts.scheme not in ("http", "https"):
             raise SystemExit(f"unsupported URL scheme in {base!r}")
@@ -75,7 +91,14 @@ class Target:
         self.timeout = timeout
         self.ssl = None
         if self.tls:
-            self.ssl = ssl.create_default_context(cafile=ca_file)
+            if tls_resume:
+                self.ssl = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+                if ca_file:
+                    self.ssl.load_verify_locations(cafile=ca_file)
+                else:
+                    self.ssl.load_default_certs()
+            else:
+                self.ssl = ssl.create_default_context(cafile=ca_file)
             if insecure:
                 self.ssl.check_hostname = False
                 self.ssl.verify_mode = ssl.CERT_NONE
@@ -130,7 +153,8 @@ async def read_response(reader):
 class Run:
     def __init__(self, args):
         self.args = args
-        self.target = Target(args.url, args.host_header, args.ca_file, args.insecure, args.timeout)
+        self.target = Target(args.url, args.host_header, args.ca_file, args.insecure, args.timeout, args.tls_resume)
+        self.resumed = 0  # fresh connections that resumed a TLS session
         self.samples = []
         self.errors = Counter()
         self.versions = Counter()
@@ -172,6 +196,10 @@ class Run:
                     read_response(reader), self.args.timeout + self.args.slow_seconds)
                 self.record(started_wall, time.monotonic() - started, status, body)
                 if not keep_alive or headers.get("connection", "").lower() == "close":
+                    tls = writer.get_extra_info("ssl_object")
+                    if tls is not None and tls.session is not None:
+                        OFFERED_SESSION.set(tls.session)
+                        self.resumed += tls.session_reused
                     writer.close()
                     reader = writer = None
             except (OSError, ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError,
@@ -235,6 +263,8 @@ def parse_args(argv):
     parser.add_argument("--stop-file", help="stop as soon as this file exists")
     parser.add_argument("--progress-file", help="rewrite 'requests failed' here every second")
     parser.add_argument("--start-file", help="send nothing until this file exists")
+    parser.add_argument("--tls-resume", action="store_true",
+                        help="each fresh client resumes its last TLS session, as browsers do")
     parser.add_argument("--samples", action="store_true", help="include raw samples")
     parser.add_argument("--output", help="write the JSON result here instead of stdout")
     return parser.parse_args(argv)
@@ -255,6 +285,7 @@ def main(argv=None):
         "throughput_rps": round(len(run.samples) / max(ended - began, 1e-9), 1),
         "errors": dict(run.errors),
         "versions": dict(run.versions),
+        "tls_resumed": run.resumed,
         **summarize(run.samples),
     }
     if args.samples:
