@@ -964,7 +964,7 @@ class TestSoak:
 def test_a_returning_client_resumes_its_tls_session_at_the_load_balancer(ca_file):
     context = ssl.create_default_context(cafile=ca_file)
     session, reused = None, []
-    for _ in range(2):
+    for _visit in ("first", "returning"):
         with socket.create_connection(("127.0.0.1", int(LB_URL.rsplit(":", 1)[1])), timeout=10) as raw, \
                 context.wrap_socket(raw, server_hostname=SERVER_NAME, session=session) as tls:
             tls.sendall(("GET /health HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % SERVER_NAME).encode())
