@@ -137,7 +137,8 @@ def test_module_failure_names_the_reason(tmp_path, app_socket):
         url="http://app.internal/health",
         unix_socket=path,
         expect_json={"release": "r2"},
-        deadline=0.2,
+        # A check that never passes runs to its deadline; 1 s leaves room for two attempts on a busy machine.
+        deadline=1.0,
         interval=0.05,
     )
     assert rc == 1
@@ -179,7 +180,7 @@ def test_also_fails_naming_only_the_target_that_failed(tmp_path, apps):
     proxy_path, _seen = apps("proxy", release="r0")
     rc, out = run_module(tmp_path, url="http://app.internal/health", unix_socket=socket_path,
                          also=[{"url": "http://proxy.internal/health", "unix_socket": proxy_path}],
-                         expect_json={"release": "r1"}, consecutive=2, interval=0.01, deadline=0.3)
+                         expect_json={"release": "r1"}, consecutive=2, interval=0.01, deadline=2)
     assert rc == 1 and out["failed"] is True
     assert out["msg"].startswith("http://proxy.internal/health (via unix socket %s) did not pass" % proxy_path)
     assert socket_path not in out["msg"]
