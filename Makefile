@@ -8,7 +8,7 @@ BIN       := $(CURDIR)/$(VENV)/bin
 PYTHON    ?= python3
 # The order make molecule pipelines them in (scripts/molecule-pipeline.sh): the
 # scenario whose verifiers leave the most CPU idle first, the busiest last.
-# tests/unit/test_build.py checks that it names every scenario.
+# tests/unit/test_make.py checks that it names every scenario.
 SCENARIOS ?= fleet default acme
 export PATH := $(BIN):$(PATH)
 # Hermetic: Ansible, Molecule and the tools read and write only under the
@@ -44,11 +44,12 @@ help: ## List the targets
 
 test: venv ## Lint, unit tests, ansible-test sanity and units, collection build and every Molecule scenario
 	@mkdir -p $(LOGS); : > $(LOGS)/phases.txt
-	@# The scenarios run one after another, shown as they run. The checks that
-	@# only read the tree run beside them at the lowest priority, in the time
-	@# the scenarios leave the CPUs idle (scripts/run-phases.sh).
-	@# ansible-test runs at the normal priority: its unit tests count probe attempts against
-	@# deadlines, and at the lowest priority beside the builds a 1.5 s deadline saw only 2.
+	@# The scenarios run pipelined, shown as they run (make molecule). lint,
+	@# integration and build only read the tree and run beside them at the
+	@# lowest priority, in the time the scenarios leave the CPUs idle
+	@# (scripts/run-phases.sh). ansible-test runs at the normal priority: its
+	@# unit tests count probe attempts against deadlines, and at the lowest
+	@# priority, beside a scenario's low-priority build, a 1.5 s deadline saw 2.
 	@bash scripts/run-phases.sh $(LOGS) --follow molecule ansible-test --low lint integration build
 	@echo "=== make test passed; time per phase:"; cat $(LOGS)/phases.txt
 	@echo "=== Molecule scenarios, each with its testinfra verifiers' summary:"; cat $(LOGS)/summary.txt

@@ -91,17 +91,16 @@ class Target:
         self.timeout = timeout
         self.ssl = None
         if self.tls:
-            if tls_resume:
-                self.ssl = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
-                if ca_file:
-                    self.ssl.load_verify_locations(cafile=ca_file)
-                else:
-                    self.ssl.load_default_certs()
+            # ssl.create_default_context()'s context (as of Python 3.11), in the class that can offer a session.
+            self.ssl = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+            if ca_file:
+                self.ssl.load_verify_locations(cafile=ca_file)
             else:
-                self.ssl = ssl.create_default_context(cafile=ca_file)
+                self.ssl.load_default_certs()
             if insecure:
                 self.ssl.check_hostname = False
                 self.ssl.verify_mode = ssl.CERT_NONE
+        self.tls_resume = tls_resume
         self.server_name = self.host_header.split(":")[0] if self.tls else None
 
     async def connect(self):
@@ -197,7 +196,7 @@ class Run:
                 self.record(started_wall, time.monotonic() - started, status, body)
                 if not keep_alive or headers.get("connection", "").lower() == "close":
                     tls = writer.get_extra_info("ssl_object")
-                    if tls is not None and tls.session is not None:
+                    if self.target.tls_resume and tls is not None and tls.session is not None:
                         OFFERED_SESSION.set(tls.session)
                         self.resumed += tls.session_reused
                     writer.close()

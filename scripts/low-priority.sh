@@ -9,7 +9,7 @@
 # caller's session: a session of its own at autogroup nice 19 yields to the
 # hosts as well (nice 19 stays for a kernel without autogroups, where it is
 # what counts). The session's id goes to <sid file>, so that the caller can
-# stop all of it (pkill -s) or raise it again (raise_session below).
+# stop all of it (pkill -s).
 set -euo pipefail
 echo $$ >"$1"
 shift

@@ -2,6 +2,7 @@
 # Every Molecule scenario, pipelined:
 #
 #   scripts/molecule-pipeline.sh <logs dir> <scenario>...
+#   scripts/molecule-pipeline.sh --build <scenario> <low: 0 or 1>   (one build stage; used by the above)
 #
 # A scenario runs Molecule's steps in two stages: "build" (destroy, create,
 # converge with its prepare, idempotence) and "verify" (the testinfra
@@ -21,12 +22,7 @@
 # other stage, removes every scenario's hosts and exits 1, naming the scenario.
 set -uo pipefail
 set -m # each stage in a process group of its own, so that a failure can stop all of it
-logs=$1
-shift
-scenarios=("$@")
 here=$(cd "$(dirname "$0")" && pwd)
-mkdir -p "$logs"
-rm -f "$logs/summary.txt"
 
 host_weight() { # host_weight <scenario> <cpu shares>: of every container of the scenario that exists
   local names
@@ -45,21 +41,23 @@ build() { # build <scenario> <low: 0 or 1>
     molecule idempotence -s "$scenario"
 }
 
+# The build stage alone, as start_build runs it in its own session.
+if [[ ${1:-} == --build ]]; then
+  build "$2" "$3"
+  exit
+fi
+
 verify() { # verify <scenario>: at the default weight, then the hosts go
   host_weight "$1" 1024 && molecule verify -s "$1" && molecule destroy -s "$1"
 }
 
-start_build() { # start_build <scenario> <low>: in the background; pid in $build_pid
+start_build() { # start_build <scenario> <low: 0 or 1>: in the background; pid in $build_pid
   local scenario=$1 low=$2
+  local cmd=(bash "$here/molecule-pipeline.sh" --build "$scenario" "$low")
+  ((low)) && cmd=(setsid --wait "$here/low-priority.sh" "$logs/$scenario.sid" "${cmd[@]}")
   rm -f "$logs/$scenario.build.rc" "$logs/$scenario.sid"
   build_started=$(date +%s)
-  if ((low)); then
-    (setsid --wait "$here/low-priority.sh" "$logs/$scenario.sid" bash -c "$(declare -f host_weight build); build $scenario 1" \
-      >"$logs/$scenario.log" 2>&1
-      echo $? >"$logs/$scenario.build.rc") &
-  else
-    (build "$scenario" 0 >"$logs/$scenario.log" 2>&1; echo $? >"$logs/$scenario.build.rc") &
-  fi
+  ("${cmd[@]}" >"$logs/$scenario.log" 2>&1; echo $? >"$logs/$scenario.build.rc") &
   build_pid=$!
 }
 
@@ -86,6 +84,11 @@ stop_all() { # stop_all <failed scenario>: stop the other stage, remove every sc
   exit 1
 }
 
+logs=$1
+shift
+scenarios=("$@")
+mkdir -p "$logs"
+rm -f "$logs/summary.txt"
 build_pid="" next=""
 start_build "${scenarios[0]}" 0
 for index in "${!scenarios[@]}"; do

@@ -180,37 +180,47 @@ def lb_versions(lb_get):
     return versions
 
 
+class LogMark:
+    """A host's log from a mark on: mark() notes its length, since(mark) returns the lines added after it."""
+
+    def __init__(self, host, path):
+        self.host, self.path = host, path
+
+    def mark(self):
+        return int(self.host.check_output("wc -l < %s" % self.path))
+
+    def since(self, mark):
+        return self.host.check_output("tail -n +%d %s" % (mark + 1, self.path)).splitlines()
+
+
 @pytest.fixture(scope="session")
 def lb_retries(hosts):
     """Count the requests the balancer had to retry on another app server, from its JSON access log (a
     WebSocket's handshake answers 101)."""
-
-    def mark():
-        return int(hosts("fleet-lb").check_output("wc -l < %s" % LB_LOG))
+    log = LogMark(hosts("fleet-lb"), LB_LOG)
 
     def retried(since):
         retries = 0
-        for line in hosts("fleet-lb").check_output("tail -n +%d %s" % (since + 1, LB_LOG)).splitlines():
-            entry = json.loads(line)
+        for entry in map(json.loads, log.since(since)):
             if "," in entry["upstream_status"] or entry["upstream_status"] not in ("200", "101", "-"):
                 retries += 1
         return retries
 
-    return mark, retried
+    return log.mark, retried
 
 
 @pytest.fixture(scope="session")
 def cut_websockets(hosts):
     """The app servers' nginx errors on WebSockets it was proxying (a worker that closed or reset one
     while the client's message was in flight), from their error logs since a mark."""
+    logs = {name: LogMark(hosts(name), APP_ERROR_LOG) for name in APP_HOSTS}
 
     def mark():
-        return {name: int(hosts(name).check_output("wc -l < %s" % APP_ERROR_LOG)) for name in APP_HOSTS}
+        return {name: log.mark() for name, log in logs.items()}
 
     def found(since):
-        return {name: hosts(name).check_output("tail -n +%d %s | grep -F 'while proxying upgraded connection'; true"
-                                               % (since[name] + 1, APP_ERROR_LOG)).splitlines()
-                for name in APP_HOSTS}
+        return {name: [line for line in log.since(since[name]) if "while proxying upgraded connection" in line]
+                for name, log in logs.items()}
 
     return mark, found
 
