@@ -77,6 +77,8 @@ collection-link:
 
 venv: $(VENV)/.installed collection-link ## Create the pinned tool environment and link the collection into .cache/ansible/collections
 
+# The hosts' images are built when a scenario, the demo or the bench creates
+# hosts from them (molecule/resources/create.yml); this builds all of them ahead.
 image: host ## Build (or reuse) the local Debian 12 and 13 host images and the services host's
 	bash molecule/resources/image/build.sh bookworm
 	bash molecule/resources/image/build.sh trixie
@@ -107,26 +109,26 @@ build: venv ## Build the collection tarball into .cache/dist
 # side by side at the same priority was slower on two cores, see the README).
 # Each scenario's output is kept in .cache/logs/<scenario>.log; the run ends
 # with each stage's time and the summary line of each scenario's verifiers.
-molecule: venv image ## Run every Molecule scenario
+molecule: venv host ## Run every Molecule scenario
 	@bash scripts/molecule-pipeline.sh $(LOGS) $(SCENARIOS)
 
-molecule-%: venv image ## Run one Molecule scenario, e.g. make molecule-fleet
+molecule-%: venv host ## Run one Molecule scenario, e.g. make molecule-fleet
 	molecule test -s $*
 
-demo: venv image build ## Deploy the example app on a local host and show it over HTTPS
+demo: venv host build ## Deploy the example app on a local host and show it over HTTPS
 	bash scripts/demo.sh
 
 demo-clean: ## Remove the demo host
 	docker rm -f pyfleet-demo >/dev/null 2>&1 || true
 
-bench: venv image ## Zero-downtime benchmark on the fleet hosts (about 20 min)
+bench: venv host ## Zero-downtime benchmark on the fleet hosts (about 20 min)
 	molecule destroy -s fleet
 	molecule create -s fleet
 	molecule converge -s fleet
 	molecule side-effect -s fleet
 	molecule destroy -s fleet
 
-bench-speed: venv image ## Rollout seconds, 3 and 12 hosts, this tree beside the 0.4.0 engine (about 35 min)
+bench-speed: venv host ## Rollout seconds, 3 and 12 hosts, this tree beside the 0.4.0 engine (about 35 min)
 	python bench/rollout_speed.py
 
 lock: ## Re-resolve requirements-dev.in into requirements-dev.txt
