@@ -2,7 +2,9 @@
 # Run make targets side by side, each with its output in <logs>/<target>.log.
 # A line is printed as each one ends, then each log in the order given (but
 # the followed one's, already shown), and the time each took goes to
-# <logs>/phases.txt. The first failure stops the others (their process groups
+# <logs>/phases.txt, with the CPU each used on the controller (its processes
+# and their children; not the containers') and how busy the machine's cores
+# were over the whole run. The first failure stops the others (their process groups
 # are killed) and the script exits 1, naming it.
 #
 #   scripts/run-phases.sh <logs dir> [--follow <target>] [--low] <target>...
@@ -40,11 +42,29 @@ run() { # run <target>: one make target, its log and its exit code
   else
     "${cmd[@]}" >"$logs/$target.log" 2>&1
   fi
-  echo "$? $(date +%s)" >"$logs/$target.rc"
+  local rc=$? user sys
+  # The CPU of the processes this target waited for: the second line of
+  # `times`, which must run in this shell, not in a pipeline's subshell.
+  times >"$logs/$target.cpu"
+  read -r user sys < <(tail -1 "$logs/$target.cpu")
+  core_seconds "$user" "$sys" >"$logs/$target.cpu"
+  echo "$rc $(date +%s)" >"$logs/$target.rc"
 }
 
+core_seconds() { # core_seconds <user> <sys>, as `times` prints them (1m2.500s): their sum in seconds
+  awk -v user="$1" -v sys="$2" 'function s(t) { split(t, p, "m"); sub("s", "", p[2]); return p[1] * 60 + p[2] }
+    BEGIN { printf "%.0f\n", s(user) + s(sys) }'
+}
+
+cpu_busy() { # the jiffies the machine's CPUs spent busy and in all, from /proc/stat: "<busy> <total>"
+  local _cpu user nice system idle iowait irq softirq steal _rest
+  read -r _cpu user nice system idle iowait irq softirq steal _rest </proc/stat
+  echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + idle + iowait + irq + softirq + steal))"
+}
+
+read -r busy_before all_before < <(cpu_busy)
 for target in "${targets[@]}"; do
-  rm -f "$logs/$target.rc" "$logs/$target.sid"
+  rm -f "$logs/$target.rc" "$logs/$target.sid" "$logs/$target.cpu"
   starts[$target]=$(date +%s)
   run "$target" &
   pids[$target]=$!
@@ -66,7 +86,7 @@ while ((running > 0)); do
     rc=stopped end=$(date +%s)
   fi
   echo "=== make $target ended (exit $rc) after $((end - ${starts[$target]})) s"
-  echo "  $target: $((end - ${starts[$target]})) s (side by side)" >>"$logs/phases.txt"
+  echo "  $target: $((end - ${starts[$target]})) s (side by side), $(cat "$logs/$target.cpu" 2>/dev/null || echo ?) core-s on the controller" >>"$logs/phases.txt"
   if [[ $rc != 0 ]]; then
     [[ $rc == stopped ]] || failed+=("$target")
     for other in "${targets[@]}"; do
@@ -76,6 +96,10 @@ while ((running > 0)); do
     done
   fi
 done
+
+read -r busy_after all_after < <(cpu_busy)
+ticks=$(getconf CLK_TCK)
+echo "  the cores: $(((busy_after - busy_before) / ticks)) of $(((all_after - all_before) / ticks)) core-s busy" >>"$logs/phases.txt"
 
 for target in "${targets[@]}"; do
   [[ $target == "$follow" ]] && continue
