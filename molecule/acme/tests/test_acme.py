@@ -116,9 +116,9 @@ def test_a_returning_client_resumes_its_session_from_nginxs_cache_without_a_tick
               % (ACME_NAME, ACME_NAME, ROOT_FILE, protocol))
     ca.run("rm -f %s", session)
     # Input held open for a second: the client reads what the server sends after the handshake.
-    first = ca.run("sleep 1 | %s -sess_out %s", client, session)
+    first = ca.run("sleep 1 | %s -sess_out %s" % (client, session))
     assert first.rc == 0 and "\nNew, TLSv1." in first.stdout, first.stdout + first.stderr
-    second = ca.run("%s -sess_in %s </dev/null", client, session)
+    second = ca.run("%s -sess_in %s </dev/null" % (client, session))
     assert "\nReused, TLSv1.%s" % protocol[-1] in second.stdout, second.stdout + second.stderr
     if protocol == "tls1_2":
         assert "TLS session ticket:" not in ca.check_output("openssl sess_id -in %s -noout -text", session)
