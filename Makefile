@@ -37,7 +37,7 @@ export MOLECULE_NO_LOG := false
 export PY_COLORS := 0
 export ANSIBLE_FORCE_COLOR := 0
 
-.PHONY: help test test-fast collection-link host venv image lint unit integration ansible-test molecule build demo demo-clean bench bench-speed lock clean
+.PHONY: help test test-fast collection-link host venv image lint unit integration ansible-test ansible-sanity ansible-units molecule build demo demo-clean bench bench-speed lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,12 +45,12 @@ help: ## List the targets
 test: venv ## Lint, unit tests, ansible-test sanity and units, collection build and every Molecule scenario
 	@mkdir -p $(LOGS); : > $(LOGS)/phases.txt
 	@# The scenarios run pipelined, shown as they run (make molecule). lint,
-	@# integration and build only read the tree and run beside them at the
-	@# lowest priority, in the time the scenarios leave the CPUs idle
-	@# (scripts/run-phases.sh). ansible-test runs at the normal priority: its
-	@# unit tests count probe attempts against deadlines, and at the lowest
-	@# priority, beside a scenario's low-priority build, a 1.5 s deadline saw 2.
-	@bash scripts/run-phases.sh $(LOGS) --follow molecule ansible-test --low lint integration build
+	@# integration, ansible-test sanity and build only read the tree and run
+	@# beside them at the lowest priority, in the time the scenarios leave the
+	@# CPUs idle (scripts/run-phases.sh). ansible-test units runs at the normal
+	@# priority: its tests count probe attempts against deadlines, and at the
+	@# lowest, beside a scenario's low-priority build, a 1.5 s deadline saw 2.
+	@bash scripts/run-phases.sh $(LOGS) --follow molecule ansible-units --low lint integration build ansible-sanity
 	@echo "=== make test passed; time per phase:"; cat $(LOGS)/phases.txt
 	@echo "=== Molecule scenarios, each with its testinfra verifiers' summary:"; cat $(LOGS)/summary.txt
 
@@ -97,8 +97,12 @@ unit: venv ## pytest: plugin unit tests and bad-input tests
 integration: venv ## pytest: the bad-input battery and the example inventory (tests/integration)
 	pytest -q -n auto tests/integration
 
-ansible-test: venv ## ansible-test sanity and units, on a copy laid out as ansible_collections/pyfleet/deploy
+ansible-test: ansible-sanity ansible-units ## ansible-test sanity and units, on a copy laid out as ansible_collections/pyfleet/deploy
+
+ansible-sanity: venv ## ansible-test sanity
 	bash scripts/ansible-test.sh sanity
+
+ansible-units: venv ## ansible-test units (tests/unit)
 	bash scripts/ansible-test.sh units
 
 build: venv ## Build the collection tarball into .cache/dist

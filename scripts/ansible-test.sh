@@ -8,13 +8,14 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # Outside the repository: inside it, ansible-test would ask git, which ignores .cache/.
-BASE=${PYFLEET_ANSIBLE_TEST_DIR:-${TMPDIR:-/tmp}/pyfleet-ansible-test}
+# One per command: make test runs sanity and units side by side.
+BASE=${PYFLEET_ANSIBLE_TEST_DIR:-${TMPDIR:-/tmp}/pyfleet-ansible-test}/$1
 TREE="$BASE/ansible_collections/pyfleet/deploy"
 rm -rf "$BASE"
 mkdir -p "$TREE"
 # ansible-test keeps its sanity venvs and caches under ~/.ansible/test: keep
 # them in the repository's cache, so nothing of the user's home counts.
-export HOME="$ROOT/.cache/ansible-test-home"
+export HOME="$ROOT/.cache/ansible-test-home/$1"
 mkdir -p "$HOME"
 cd "$ROOT"
 git ls-files -z --cached --others --exclude-standard \

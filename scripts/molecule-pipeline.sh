@@ -24,10 +24,14 @@ set -uo pipefail
 set -m # each stage in a process group of its own, so that a failure can stop all of it
 here=$(cd "$(dirname "$0")" && pwd)
 
+containers() { # containers <scenario>: the names of its hosts
+  python3 -c 'import sys, yaml; print(" ".join(p["name"] for p in yaml.safe_load(open(sys.argv[1]))["platforms"]))' \
+    "molecule/$1/molecule.yml"
+}
+
 host_weight() { # host_weight <scenario> <cpu shares>: of every container of the scenario that exists
   local names
-  names=$(python3 -c 'import sys, yaml; print(" ".join(p["name"] for p in yaml.safe_load(open(sys.argv[1]))["platforms"]))' \
-    "molecule/$1/molecule.yml") || return 1
+  names=$(containers "$1") || return 1
   # shellcheck disable=SC2086 # one word per container name
   docker update --cpu-shares "$2" $names >/dev/null
 }
@@ -47,8 +51,26 @@ if [[ ${1:-} == --build ]]; then
   exit
 fi
 
+hosts_cpu() { # hosts_cpu <scenario>: the core-seconds its containers used since they started, or "?"
+  local id total=0 ns
+  # shellcheck disable=SC2046 # one word per container name
+  for id in $(docker inspect -f '{{.Id}}' $(containers "$1") 2>/dev/null); do
+    if [[ -r /sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage ]]; then # cgroup v1, cgroupfs driver
+      ns=$(<"/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage")
+    else # cgroup v2, the systemd or the cgroupfs driver
+      ns=$(awk '$1 == "usage_usec" { printf "%.0f\n", $2 * 1000 }' "/sys/fs/cgroup/system.slice/docker-$id.scope/cpu.stat" \
+        "/sys/fs/cgroup/docker/$id/cpu.stat" 2>/dev/null | head -1)
+      [[ -n $ns ]] || { echo "?"; return; }
+    fi
+    total=$((total + ns))
+  done
+  echo $((total / 1000000000))
+}
+
 verify() { # verify <scenario>: at the default weight, then the hosts go
-  host_weight "$1" 1024 && molecule verify -s "$1" && molecule destroy -s "$1"
+  host_weight "$1" 1024 && molecule verify -s "$1" &&
+    echo "  $1 hosts: $(hosts_cpu "$1") core-s in the containers, build and verify" >>"$logs/summary.txt" &&
+    molecule destroy -s "$1"
 }
 
 start_build() { # start_build <scenario> <low: 0 or 1>: in the background; pid in $build_pid
