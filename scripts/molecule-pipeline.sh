@@ -2,7 +2,7 @@
 # Every Molecule scenario, pipelined:
 #
 #   scripts/molecule-pipeline.sh <logs dir> <scenario>...
-#   scripts/molecule-pipeline.sh --build <scenario> <low: 0 or 1>   (one build stage; used by the above)
+#   scripts/molecule-pipeline.sh --build <logs dir> <scenario> <low: 0 or 1>   (one build stage; used by the above)
 #
 # A scenario runs Molecule's steps in two stages: "build" (destroy, create,
 # converge with its prepare, idempotence) and "verify" (the testinfra
@@ -36,18 +36,26 @@ host_weight() { # host_weight <scenario> <cpu shares>: of every container of the
   docker update --cpu-shares "$2" $names >/dev/null
 }
 
+step() { # step <scenario> <molecule command>: run it; its seconds go to <logs>/<scenario>.steps
+  local started=$SECONDS
+  molecule "$2" -s "$1" || return
+  printf '%s %d s, ' "$2" $((SECONDS - started)) >>"$logs/$1.steps"
+}
+
 build() { # build <scenario> <low: 0 or 1>
   local scenario=$1 low=$2
-  molecule destroy -s "$scenario" &&
-    molecule create -s "$scenario" &&
+  : >"$logs/$scenario.steps"
+  step "$scenario" destroy &&
+    step "$scenario" create &&
     { ((low == 0)) || host_weight "$scenario" 2; } &&
-    molecule converge -s "$scenario" &&
-    molecule idempotence -s "$scenario"
+    step "$scenario" converge &&
+    step "$scenario" idempotence
 }
 
 # The build stage alone, as start_build runs it in its own session.
 if [[ ${1:-} == --build ]]; then
-  build "$2" "$3"
+  logs=$2
+  build "$3" "$4"
   exit
 fi
 
@@ -75,7 +83,7 @@ verify() { # verify <scenario>: at the default weight, then the hosts go
 
 start_build() { # start_build <scenario> <low: 0 or 1>: in the background; pid in $build_pid
   local scenario=$1 low=$2
-  local cmd=(bash "$here/molecule-pipeline.sh" --build "$scenario" "$low")
+  local cmd=(bash "$here/molecule-pipeline.sh" --build "$logs" "$scenario" "$low")
   ((low)) && cmd=(setsid --wait "$here/low-priority.sh" "$logs/$scenario.sid" "${cmd[@]}")
   rm -f "$logs/$scenario.build.rc" "$logs/$scenario.sid"
   build_started=$(date +%s)
@@ -89,7 +97,7 @@ finish_build() { # finish_build <scenario>: wait for its build, show its output;
   rc=$(cat "$logs/$scenario.build.rc" 2>/dev/null || echo stopped)
   echo "=== molecule: $scenario built (destroy, create, converge, idempotence) in $(($(date +%s) - build_started)) s, exit $rc"
   cat "$logs/$scenario.log"
-  echo "  $scenario build: $(($(date +%s) - build_started)) s" >>"$logs/summary.txt"
+  echo "  $scenario build: $(($(date +%s) - build_started)) s ($(sed 's/, $//' "$logs/$scenario.steps" 2>/dev/null))" >>"$logs/summary.txt"
   [[ $rc == 0 ]]
 }
 
