@@ -15,8 +15,9 @@ description:
     end backwards, and keeps the requests that ended in the last O(window) seconds, by the host's own clock.
   - Counts only the requests nginx passed to the app (those with an upstream address), so static files,
     refused names and maintenance pages do not count; and leaves out the paths in O(exclude_paths), such as
-    the health path that probes and rollouts ask for, and WebSocket handshakes (status 101), whose time is
-    the connection's life.
+    the health path that probes and rollouts ask for. WebSocket handshakes (status 101) and event streams
+    (C(Content-Type: text/event-stream), the C(type) field) never count: their time is the life of a
+    connection, which a client may hold for minutes, not a response time.
   - Returns the number of requests, of those that ended with a 5xx status, and the upstream response time
     (the sum over retries) as a compact histogram with 2 significant digits, which the
     C(pyfleet.deploy.soak_verdict) filter merges across hosts, and its median and 99th percentile.
@@ -158,6 +159,10 @@ def upstream_ms(value):
     return total * 1000.0 if seen else None
 
 
+# The Content-Type of a server-sent event stream: held open, like a WebSocket.
+STREAM_TYPE = "text/event-stream"
+
+
 def read(path, window, exclude_paths, now=None):
     """The figures of the requests in ``path`` that ended in the last ``window`` seconds."""
     start = (time.time() if now is None else now) - window
@@ -177,7 +182,8 @@ def read(path, window, exclude_paths, now=None):
                 continue
             uri = str(record.get("uri", "")).split("?", 1)[0]
             status = int(record.get("status", 0))
-            if status == 101 or any(uri.startswith(prefix) for prefix in exclude_paths):
+            if status == 101 or str(record.get("type", "")).startswith(STREAM_TYPE) \
+                    or any(uri.startswith(prefix) for prefix in exclude_paths):
                 continue
             requests += 1
             errors += status >= 500

@@ -15,9 +15,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from module_runner import run_main  # noqa: E402
 
 
-def line(at, uri="/", status=200, upstream="unix:/run/shop/gunicorn.sock", upstream_time="0.004"):
+def line(at, uri="/", status=200, upstream="unix:/run/shop/gunicorn.sock", upstream_time="0.004",
+         content_type="application/json"):
     return json.dumps({"ts": "2026-12-04T00:00:00+00:00", "msec": "%.3f" % at, "uri": uri, "status": status,
-                       "upstream": upstream, "upstream_time": upstream_time})
+                       "upstream": upstream, "upstream_time": upstream_time, "type": content_type})
 
 
 def write(tmp_path, lines):
@@ -26,7 +27,7 @@ def write(tmp_path, lines):
     return str(log)
 
 
-def test_counts_the_apps_requests_of_the_window_without_health_static_or_websockets(tmp_path):
+def test_counts_the_apps_requests_of_the_window_without_health_static_or_streams(tmp_path):
     now = time.time()
     log = write(tmp_path, [
         line(now - 100, status=500),                       # before the window
@@ -35,6 +36,8 @@ def test_counts_the_apps_requests_of_the_window_without_health_static_or_websock
         line(now - 3, uri="/health?probe=1"),              # the health path
         line(now - 3, uri="/static/app.css", upstream="", upstream_time="-"),  # served from disk
         line(now - 2, uri="/ws", status=101, upstream_time="30.0"),  # a WebSocket's life
+        line(now - 2, uri="/events?topic=a", upstream_time="43.0",  # an event stream's life
+             content_type="text/event-stream; charset=utf-8"),
         line(now - 1, status=503, upstream_time="0.1204"),
     ])
     figures = access_log_stats.read(log, 10, ["/health"], now=now)
