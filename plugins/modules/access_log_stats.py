@@ -16,7 +16,7 @@ description:
   - Counts only the requests nginx passed to the app (those with an upstream address), so static files,
     refused names and maintenance pages do not count; and leaves out the paths in O(exclude_paths), such as
     the health path that probes and rollouts ask for. WebSocket handshakes (status 101) and event streams
-    (C(Content-Type: text/event-stream), the C(type) field) never count: their time is the life of a
+    (content type C(text/event-stream), the C(type) field) never count, since their time is the life of a
     connection, which a client may hold for minutes, not a response time.
   - Returns the number of requests, of those that ended with a 5xx status, and the upstream response time
     (the sum over retries) as a compact histogram with 2 significant digits, which the

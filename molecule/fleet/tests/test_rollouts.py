@@ -991,7 +991,6 @@ class TestSoak:
         assert re.search(r"  \d{4}-W\d\d: 3, 0, 2, [0-9.]+, [0-9.]+", scorecard.stdout), scorecard.stdout[-3000:]
 
 
-
 def test_a_returning_client_resumes_its_tls_session_at_the_load_balancer(ca_file):
     context = ssl.create_default_context(cafile=ca_file)
     session, reused = None, []
