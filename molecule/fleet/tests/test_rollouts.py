@@ -194,10 +194,16 @@ class LogMark:
 
 
 @pytest.fixture(scope="session")
-def lb_retries(hosts):
+def lb_log(hosts):
+    """The balancer's JSON access log, from a mark on."""
+    return LogMark(hosts("fleet-lb"), LB_LOG)
+
+
+@pytest.fixture(scope="session")
+def lb_retries(lb_log):
     """Count the requests the balancer had to retry on another app server, from its JSON access log (a
     WebSocket's handshake answers 101)."""
-    log = LogMark(hosts("fleet-lb"), LB_LOG)
+    log = lb_log
 
     def retried(since):
         retries = 0
@@ -329,9 +335,10 @@ class TestCodeOnlyRollout:
             return held, second, playbooks.finish(first)
 
         def settle(started):
-            """Until the drain after the last host's HUP is over, with 4 s to see its closes arrive."""
+            """Until the drain after the last host's HUP is over, and 8 s more: the drain starts once the new
+            generation has booted (the swap, up to about 4.5 s seen under load), then the closes arrive."""
             last = max(max(times, default=started) for times in _hups(hosts, started - 1).values())
-            return max(2.0, last + STREAM_DRAIN + 4 - time.time())
+            return max(2.0, last + STREAM_DRAIN + 8 - time.time())
 
         (held, second, rollout), traffic, streams = _under_load_with_streams(load, stream_load, run, settle, path="/")
         measured("fleet, v1 -> v2, code only", rollout, traffic)
@@ -783,9 +790,9 @@ def test_an_event_stream_reaches_the_client_event_by_event_through_both_nginx(st
     answer = streams.events(9443, SERVER_NAME, "/events?count=3&every=1")
     assert answer["status"] == 200 and answer["headers"]["Content-Type"].startswith("text/event-stream")
     assert [event["n"] for _at, event in answer["events"]] == [0, 1, 2]
-    arrivals = [at for at, _event in answer["events"]]
-    # Buffered, the three would arrive together at the end; streamed, a second apart.
-    assert arrivals[1] - arrivals[0] >= 0.6 and arrivals[2] - arrivals[1] >= 0.6, arrivals
+    # Sent a second apart (2 s from the first to the last): streamed, they arrive so; buffered, together.
+    span, shortest_gap = streams.spread(answer)
+    assert span >= 1.5 and shortest_gap >= 0.3, answer["events"]
 
 
 # Soaks: each release goes out with rollout_soak_seconds under load on "/"
@@ -830,7 +837,8 @@ async def _slow_index(request, call_next):
 
 class Receiver(threading.Thread):
     """A webhook receiver on 127.0.0.1: keeps each POST's JSON body and when it arrived. With answer=False it
-    accepts connections and never answers (a hung webhook), keeping when each arrived."""
+    accepts connections and never answers (a hung webhook), keeping when each arrived and, in ``held_for``,
+    how long the sender kept it open before it gave up and closed it."""
 
     def __init__(self, answer=True):
         super().__init__(daemon=True)
@@ -841,8 +849,18 @@ class Receiver(threading.Thread):
         self.server.bind(("127.0.0.1", 0))
         self.server.listen(64)
         self.url = "http://127.0.0.1:%d/hook" % self.server.getsockname()[1]
-        self.held = []
+        self.held, self.held_for = [], []
         self.start()
+
+    def _hold(self, connection, connected):
+        """Read until the sender closes (or resets) the connection, then note how long it held it."""
+        connection.settimeout(60)
+        try:
+            while connection.recv(65536):
+                pass
+        except OSError:  # a reset ends it too; a timeout notes 60 s
+            pass
+        self.held_for.append(time.monotonic() - connected)
 
     def run(self):
         while True:
@@ -853,6 +871,7 @@ class Receiver(threading.Thread):
             self.connected.append(time.monotonic())
             if not self.answer:
                 self.held.append(connection)
+                threading.Thread(target=self._hold, args=(connection, self.connected[-1]), daemon=True).start()
                 continue
             with connection:
                 data = b""
@@ -899,19 +918,25 @@ class TestSoak:
     history the code-only rollout (a good release, soaked too) began."""
 
     @pytest.fixture(scope="class")
-    def step(self, playbooks, load, release, work, example, locks, served, measured, note, inventory, webhooks):
+    def step(self, playbooks, load, release, work, example, locks, served, measured, note, inventory, webhooks,
+             lb_log):
         app = os.path.join(example, "app")
-        cases = {"fails-3-percent": release.variant(work, "soak-5xx", "v4-5xx", FAILS_3_PERCENT, app=app),
-                 "slow": release.variant(work, "soak-slow", "v4-slow", SLOW_INDEX, app=app)}
+        # The slow canary holds each client 0.6 s: twice the clients give it about 230 requests in its soak,
+        # well above min_requests (100), where 20 gave it 115.
+        cases = {"fails-3-percent": (release.variant(work, "soak-5xx", "v4-5xx", FAILS_3_PERCENT, app=app), 20),
+                 "slow": (release.variant(work, "soak-slow", "v4-slow", SLOW_INDEX, app=app), 40)}
         outcomes = {}
-        for name, source in cases.items():
+        for name, (source, clients) in cases.items():
             before = served()
-            began = time.monotonic()
-            traffic = load(LB_URL, SERVER_NAME, clients=20, pause=0.1, label="soak-" + name, path="/", held=True)
+            began, mark = time.monotonic(), lb_log.mark()
+            traffic = load(LB_URL, SERVER_NAME, clients=clients, pause=0.1, label="soak-" + name, path="/",
+                           held=True)
             rollout = playbooks.run("rolling_reload", source, locks["v1"],
                                     extra_vars={**SOAKED_IN_TWO_BATCHES, **webhooks["vars"]}, load=traffic)
-            outcomes[name] = {"rollout": rollout, "load": traffic.finish(), "before": before, "after": served(),
-                              "began": began, "expected": release.id(source, locks["v1"])}
+            finished = traffic.finish()
+            balancer = [json.loads(line) for line in lb_log.since(mark)]
+            outcomes[name] = {"rollout": rollout, "load": finished, "before": before, "after": served(),
+                              "began": began, "expected": release.id(source, locks["v1"]), "balancer": balancer}
             measured("fleet, soak, " + name, rollout, outcomes[name]["load"])
             _note_soaks(note, "fleet, soak, " + name, rollout)
         scorecard = subprocess.run(
@@ -919,7 +944,7 @@ class TestSoak:
              "-e", "rollout_report_dir=" + webhooks["vars"]["rollout_report_dir"]],
             capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
         return {**outcomes, "json": webhooks["json"].received, "slack": webhooks["slack"].received,
-                "dead": webhooks["dead"].connected, "scorecard": scorecard}
+                "dead": webhooks["dead"].connected, "dead_held_for": webhooks["dead"].held_for, "scorecard": scorecard}
 
     @pytest.mark.parametrize("case", ["fails-3-percent", "slow"])
     def test_a_bad_canary_fails_its_soak_and_only_the_canary_went_live_and_came_back(self, step, case):
@@ -938,12 +963,23 @@ class TestSoak:
         assert 0.015 < soak["batch"]["error_ratio"] < 0.06, soak["batch"]
         assert soak["baseline"]["errors"] == 0
 
-    def test_the_clients_lost_only_the_canarys_500s(self, step):
-        """The balancer retries no 500: the clients saw the canary's, and nothing else failed."""
-        served_load, soak = step["fails-3-percent"]["load"], step["fails-3-percent"]["rollout"].report["soaks"][0]
+    def test_the_clients_lost_only_the_canarys_500s(self, step, hosts):
+        """The balancer retries no 500: each request the clients lost is a 500 the canary itself answered
+        (the balancer logged it from fleet-app1, tried once), about 3 % of what the canary answered while it
+        ran the bad release, and nothing else failed."""
+        outcome = step["fails-3-percent"]
+        served_load = outcome["load"]
         assert served_load["failed"] > 0 and set(served_load["errors"]) == {"HTTP 500"}, served_load["errors"]
-        # The soak's window, plus the seconds before it read the log and while the canary went back.
-        assert served_load["failed"] <= 2 * soak["batch"]["errors"] + 10, (served_load["failed"], soak["batch"])
+        answered_500 = [entry for entry in outcome["balancer"] if entry["status"] == 500]
+        assert served_load["failed"] == len(answered_500), (served_load["failed"], answered_500[:3])
+        canary = {"%s:443" % address for address in hosts("fleet-app1").check_output("hostname -I").split()}
+        assert {(entry["upstream"], entry["upstream_status"]) for entry in answered_500} <= {
+            (address, "500") for address in canary}, answered_500[:3]
+        # What the canary answered on "/" from its first 500 to its last: while it ran the bad release.
+        first, last = answered_500[0]["msec"], answered_500[-1]["msec"]
+        from_canary = [entry for entry in outcome["balancer"]
+                       if entry["upstream"] in canary and entry["uri"] == "/" and first <= entry["msec"] <= last]
+        assert 0.015 < len(answered_500) / len(from_canary) < 0.06, (len(answered_500), len(from_canary))
 
     def test_the_slow_canary_is_caught_by_its_p99_against_the_baseline(self, step):
         outcome = step["slow"]
@@ -975,11 +1011,12 @@ class TestSoak:
         assert texts[6].startswith("pyfleet.deploy rolling_reload: demo rolled back, release "), texts
 
     def test_a_webhook_that_never_answers_costs_each_event_at_most_its_timeout(self, step):
-        """The dead webhook is tried first, each time: the next one hears the event within its 1 s timeout."""
-        assert len(step["dead"]) == len(step["json"])
-        delays = [heard - tried for tried, (heard, _body) in zip(step["dead"], step["json"])]
-        # 1 s, plus the start of the next webhook's task on the controller.
-        assert all(0 < delay < 1 + 3 for delay in delays), delays
+        """The dead webhook is tried first, each time, and given up after its 1 s timeout: the controller
+        closes each of its connections about 1 s after it opened it, and only then the next webhook hears
+        the event."""
+        assert len(step["dead"]) == len(step["json"]) == len(step["dead_held_for"])
+        assert all(heard > tried for tried, (heard, _body) in zip(step["dead"], step["json"]))
+        assert all(0.9 < held < 2 for held in step["dead_held_for"]), step["dead_held_for"]
         for name in ("fails-3-percent", "slow"):
             warnings = step[name]["rollout"].report["warnings"]
             assert any(warning.startswith("webhook 127.0.0.1 (started) failed: ") for warning in warnings), warnings
