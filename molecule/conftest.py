@@ -478,4 +478,11 @@ def streams(ca_file, named_https):
             finally:
                 connection.close()
 
+        @staticmethod
+        def spread(answer):
+            """How an event stream's events arrived: the seconds from the first to the last, and the
+            shortest gap between two. Buffered, they arrive together at the end (both near 0)."""
+            arrivals = [at for at, _event in answer["events"]]
+            return arrivals[-1] - arrivals[0], min(later - earlier for earlier, later in zip(arrivals, arrivals[1:]))
+
     return Streams
