@@ -81,8 +81,11 @@ def worker() -> None:
     beats = 0
     while not stopping.is_set():
         beats += 1
-        (DATA / ("worker-%s.json" % instance)).write_text(json.dumps(
+        # Written aside, then renamed: a reader never sees the file half written.
+        beat = DATA / ("worker-%s.json" % instance)
+        beat.with_suffix(".tmp").write_text(json.dumps(
             {"release": release, "pid": os.getpid(), "beats": beats, "user": getpass.getuser()}))
+        beat.with_suffix(".tmp").replace(beat)
         stopping.wait(1)
     time.sleep(0.5)  # the job in hand finishes: a warm shutdown
     _log("worker.log", "%s %s %d warm shutdown in %.1f s" % (release, instance, os.getpid(), time.monotonic() - asked[0]))
