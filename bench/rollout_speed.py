@@ -184,6 +184,11 @@ def main(argv=None):
         run(["ansible-playbook", "-i", "localhost,", os.path.join(RESOURCES, "create.yml"),
              "-e", "@" + os.path.join(work, "platforms.json"), "-e", "ansible_python_interpreter=" + sys.executable],
             env=env, stdout=subprocess.DEVNULL)
+        # As Molecule's prepare does: package lists, as a fresh VPS has them. The images ship none, and
+        # within an hour of their build apt's cache_valid_time took the empty lists for fresh.
+        for engine in engines.values():
+            run(["ansible-playbook", "-i", engine.inventory, os.path.join(RESOURCES, "prepare.yml")],
+                env=engine.env, stdout=subprocess.DEVNULL)
         converge = {name: engine.playbook("site", {}, log=os.path.join(work, name + "-site.log"))[0]
                     for name, engine in engines.items()}
         print("converge seconds: %s" % converge, flush=True)
