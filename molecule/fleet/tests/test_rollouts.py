@@ -203,16 +203,15 @@ def lb_log(hosts):
 def lb_retries(lb_log):
     """Count the requests the balancer had to retry on another app server, from its JSON access log (a
     WebSocket's handshake answers 101)."""
-    log = lb_log
 
     def retried(since):
         retries = 0
-        for entry in map(json.loads, log.since(since)):
+        for entry in map(json.loads, lb_log.since(since)):
             if "," in entry["upstream_status"] or entry["upstream_status"] not in ("200", "101", "-"):
                 retries += 1
         return retries
 
-    return log.mark, retried
+    return lb_log.mark, retried
 
 
 @pytest.fixture(scope="session")
