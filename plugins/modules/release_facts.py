@@ -82,6 +82,10 @@ options:
 extends_documentation_fragment:
   - pyfleet.deploy.attributes
   - pyfleet.deploy.attributes.info_module
+attributes:
+  facts:
+    description: Returns an C(ansible_facts) dictionary that updates the host's facts.
+    support: full
 seealso:
   - module: pyfleet.deploy.release_switch
     description: Switch C(current) once the release is staged.
@@ -135,6 +139,18 @@ venv_sbom:
   description: Whether O(venv) holds its CycloneDX SBOM, C(.sbom.cdx.json).
   returned: always
   type: bool
+ansible_facts:
+  description:
+    - The CPUs this host lets the module run on, as C(processor_nproc) (the fact of that name
+      M(ansible.builtin.setup) gathers), so that a play that does not gather facts can still size
+      a worker pool from it.
+  returned: always
+  type: dict
+  contains:
+    processor_nproc:
+      description: The number of CPUs in the module's affinity mask.
+      type: int
+      sample: 2
 python_version:
   description: The version of O(python), or an empty string without O(python).
   returned: always
@@ -382,6 +398,7 @@ def run_module(module, proc):
         python_venv=False,
         layout_problems=layout_problems(params["layout"], params["user"], params["group"]),
         migrations=migration_records(releases_dir),
+        ansible_facts=dict(processor_nproc=len(os.sched_getaffinity(0))),
     )
     if params["release"]:
         release_dir = os.path.join(releases_dir, params["release"])
