@@ -23,7 +23,8 @@ task in three rounds).
 
 The seconds are the whole ``ansible-playbook`` run, validation to report; beside
 them, the core-seconds the whole machine was busy meanwhile (/proc/stat), whose
-half is the least time two cores could do that work in.
+half is the least time two cores could do that work in, and the part of them
+the hosts' containers spent (Docker's cgroup): the rest is the controller's.
 Figures go to ``.cache/bench/rollout_speed-<time>.json`` and ``.md``.
 """
 
@@ -132,6 +133,23 @@ def busy_core_seconds():
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
 
 
+def hosts_core_seconds():
+    """CPU time every container has spent since it started (Docker's cgroup, v1 or v2); None if unknown."""
+    try:
+        with open("/sys/fs/cgroup/cpuacct/docker/cpuacct.stat", encoding="utf-8") as handle:
+            return sum(int(line.split()[1]) for line in handle) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        pass
+    scopes = glob.glob("/sys/fs/cgroup/system.slice/docker-*.scope/cpu.stat")
+    if not scopes:
+        return None
+    total = 0
+    for path in scopes:
+        with open(path, encoding="utf-8") as handle:
+            total += next(int(line.split()[1]) for line in handle if line.startswith("usage_usec "))
+    return total / 1e6
+
+
 class Engine:
     """One engine's collections path and fleet inventory."""
 
@@ -141,12 +159,14 @@ class Engine:
         self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_FORKS=str(FORKS))
 
     def playbook(self, name, extra, limit=None, log=None):
-        """Seconds, busy core-seconds and exit code of one run; a failed site stops the bench."""
-        busy = busy_core_seconds()
+        """Seconds, busy core-seconds (all, and the hosts') and exit code of one run; a failed site stops the bench."""
+        busy, hosts = busy_core_seconds(), hosts_core_seconds()
         done = playbook(self.inventory, name, extra, limit=limit, env=self.env, log=log, label=self.name)
         if done.returncode and name == "site":
             raise SystemExit("%s %s failed (exit %d); log: %s" % (self.name, name, done.returncode, log))
-        return done.seconds, round(busy_core_seconds() - busy, 1), done.returncode
+        hosts_after = hosts_core_seconds()
+        return (done.seconds, round(busy_core_seconds() - busy, 1),
+                None if hosts is None or hosts_after is None else round(hosts_after - hosts, 1), done.returncode)
 
 
 def _runs(cell):
@@ -206,11 +226,11 @@ def main(argv=None):
                         # The fleet verifier's load (molecule/conftest.py), through this fleet's balancer.
                         load = BackgroundLoad(work, "%s-%d" % (name, number), "https://127.0.0.1:%d" % ENGINES[name][1],
                                               ca_file, clients=100, slow_clients=10, pause=0.25, path="/health")
-                    seconds, cpu, code = engine.playbook(
+                    seconds, cpu, hosts_cpu, code = engine.playbook(
                         "rolling_reload", {"app_source": {"type": "dir", "path": source}},
                         limit=limit(name) if limit else None, log=os.path.join(work, "%s-r%d.log" % (name, number)))
                     row = {"engine": name, "kind": kind, "round": round_ + 1, "seconds": seconds, "busy_core_seconds": cpu,
-                           "exit": code}
+                           "hosts_core_seconds": hosts_cpu, "exit": code}
                     if load:
                         row["load"] = {key: value for key, value in load.finish().items()
                                        if key in ("requests", "failed", "errors")}
@@ -223,7 +243,7 @@ def main(argv=None):
                 env=env, stdout=subprocess.DEVNULL)
 
     lines = ["| rollout | 0.4.0 engine: seconds (median, runs) | this tree: seconds (median, runs) | ratio |"
-             " busy core-seconds, median (0.4.0 / this tree) | failed requests (0.4.0 / this tree) |",
+             " busy core-seconds, median, 0.4.0 / this tree (the hosts' part) | failed requests (0.4.0 / this tree) |",
              "|---|---|---|---:|---|---|"]
     summary = {}
     for kind in dict.fromkeys(row["kind"] for row in rows):
@@ -238,13 +258,17 @@ def main(argv=None):
             cells[name] = {"median": statistics.median(seconds) if seconds else float("nan"), "seconds": seconds,
                            "failed_rollouts": len(failures),
                            "busy_core_seconds": statistics.median([row["busy_core_seconds"] for row in mine] or [float("nan")]),
+                           "hosts_core_seconds": statistics.median(
+                               [row["hosts_core_seconds"] for row in mine if row["hosts_core_seconds"] is not None]
+                               or [float("nan")]),
                            "requests": requests, "failed": failed}
         summary[kind] = cells
         loaded = any("load" in row for row in rows if row["kind"] == kind)
-        lines.append("| %s | %.1f (%s) | %.1f (%s) | %.2f | %.0f / %.0f | %s |" % (
+        lines.append("| %s | %.1f (%s) | %.1f (%s) | %.2f | %.0f (%.0f) / %.0f (%.0f) | %s |" % (
             kind, cells["old"]["median"], _runs(cells["old"]), cells["new"]["median"], _runs(cells["new"]),
             cells["new"]["median"] / cells["old"]["median"],
-            cells["old"]["busy_core_seconds"], cells["new"]["busy_core_seconds"],
+            cells["old"]["busy_core_seconds"], cells["old"]["hosts_core_seconds"],
+            cells["new"]["busy_core_seconds"], cells["new"]["hosts_core_seconds"],
             "%d of %d / %d of %d" % (cells["old"]["failed"], cells["old"]["requests"],
                                      cells["new"]["failed"], cells["new"]["requests"]) if loaded else "-"))
     table = "\n".join(lines)
