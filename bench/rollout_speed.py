@@ -17,6 +17,7 @@ alternating between the engines so that both see the same machine:
   requests/s), half on keep-alive connections, one in ten holding 1 s
   requests. Every failed request is counted.
 
+This tree runs with its opt-in strategy, ``pyfleet.deploy.linear``.
 ``forks`` is 13: a play reaches the balancer and all 12 app servers at once,
 so no host waits for a free fork (Ansible's default of 5 would run a 12-host
 task in three rounds).
@@ -157,6 +158,9 @@ class Engine:
         self.name = name
         self.inventory = inventory_path
         self.env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_FORKS=str(FORKS))
+        if name == "new":
+            # This tree's opt-in strategy (the README's design decisions); 0.4.0 has none.
+            self.env["ANSIBLE_STRATEGY"] = "pyfleet.deploy.linear"
 
     def playbook(self, name, extra, limit=None, log=None):
         """Seconds, busy core-seconds (all, and the hosts') and exit code of one run; a failed site stops the bench."""

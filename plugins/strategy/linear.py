@@ -20,7 +20,10 @@ description:
     V(community.docker.docker) (as Molecule's Docker driver sets), is loaded by every task on
     every host anew, which parses the plugin's documentation for its settings. In a 12-host
     rollout over SSH that was a third of the CPU time of the task processes.
-  - The pyfleet.deploy playbooks set it on every play. It has no options.
+  - It is opt-in, for example C(strategy = pyfleet.deploy.linear) in the C([defaults]) section
+    of C(ansible.cfg), or C(ANSIBLE_STRATEGY=pyfleet.deploy.linear). The collection's playbooks do
+    not set it, because ansible-core 2.19 deprecates strategy plugins from outside
+    C(ansible.builtin), and a run that uses one prints a deprecation warning. It has no options.
 notes:
   - Connection plugins are found from the play's C(connection) keyword and the
     C(ansible_connection) that the inventory sets for its hosts and groups. A plugin named
