@@ -34,9 +34,11 @@ seealso:
 """
 
 from ansible import constants as C
+from ansible.inventory.helpers import get_group_vars
 from ansible.plugins.loader import become_loader, connection_loader, shell_loader
 from ansible.plugins.strategy.linear import StrategyModule as LinearStrategy
 from ansible.utils.display import Display
+from ansible.utils.vars import combine_vars
 
 display = Display()
 
@@ -56,10 +58,8 @@ class StrategyModule(LinearStrategy):
             host = self._inventory.get_host(name)
             if host is None:
                 continue
-            inventory_vars = {}
-            for group in sorted(host.get_groups(), key=lambda group: group.depth):
-                inventory_vars.update(group.get_vars())
-            inventory_vars.update(host.get_vars())
+            # The inventory's own merge: groups by depth, priority and name, then the host.
+            inventory_vars = combine_vars(get_group_vars(host.get_groups()), host.get_vars())
             connections.add(inventory_vars.get("ansible_connection"))
             become_methods.add(inventory_vars.get("ansible_become_method"))
         loaded = []
