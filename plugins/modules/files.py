@@ -13,7 +13,7 @@ author: pyfleet.deploy developers (@pyfleet-deploy)
 description:
   - Makes each entry of O(files) what it says, in order. An entry is a directory, a file with the
     given content, a symbolic link, or nothing; or it adds content to the end of a file, such as a
-    line of a log or history.
+    line of a log or history; or it unpacks an archive from the controller into a directory.
   - A file is only written when its content differs. It is written to a temporary file in the same
     directory, given its owner, group and mode, and renamed over the old one, so a reader sees the
     old or the new content, never a partial one. When only the owner, group or mode differ, they
@@ -46,8 +46,15 @@ options:
           - V(append) adds O(files[].content) to the end of the file in one write, creating the file
             with the owner, group and mode given when it is missing (an existing file keeps its
             own). It always counts as a change.
+          - V(unpacked) unpacks the tar archive O(files[].src) (plain, gzip, bzip2 or xz) into the
+            existing directory O(files[].path), leaving out the members named in
+            O(files[].exclude). Each file, directory and link is owned by O(files[].owner) and
+            O(files[].group); files and directories keep the archive's permission bits, less
+            write for the group and others. A member that would land outside O(files[].path), by
+            its name or through a link, or that is a device or a FIFO, fails the task. It always
+            counts as a change.
         type: str
-        choices: [file, directory, link, absent, append]
+        choices: [file, directory, link, absent, append, unpacked]
         default: file
       content:
         description: The file's content, for O(files[].state=file), or what to add, for O(files[].state=append).
@@ -59,9 +66,19 @@ options:
         type: bool
         default: false
       src:
-        description: The target of the link, for O(files[].state=link), written as given (it may be
-          relative to the link's directory).
+        description:
+          - The target of the link, for O(files[].state=link), written as given (it may be relative
+            to the link's directory).
+          - The archive on the controller, for O(files[].state=unpacked). The action ships it to the
+            host's temporary directory and removes it there afterwards.
         type: str
+      exclude:
+        description:
+          - With O(files[].state=unpacked), the names of the members to leave out, at any depth, with
+            everything under them. V(.venv) leaves out C(.venv) and C(src/.venv/bin/python).
+        type: list
+        elements: str
+        default: []
       owner:
         description: Name of the owner.
         type: str
@@ -86,8 +103,15 @@ attributes:
     details:
       - The diff shows each changed file's old and new content. Do not pass secrets to this module
         in diff mode, or set C(no_log) and C(diff=false) on the task.
+  action:
+    description: Has an action plugin of the same name, which runs on the controller first.
+    support: full
+    details:
+      - Ships the archives of O(files[].state=unpacked) entries from the controller; nothing is
+        shipped for the other entries.
 notes:
   - Meant for configuration files and small modules; each content travels as a module argument.
+    An archive travels as a file.
   - Parent directories are not created, except those given as entries and those of a directory
     with O(files[].parents=true).
 seealso:
@@ -97,6 +121,8 @@ seealso:
     description: One file or directory tree per task.
   - module: ansible.builtin.lineinfile
     description: One line per task, kept once in the file or replaced by a pattern.
+  - module: ansible.builtin.unarchive
+    description: One archive per task, idempotent, in more formats.
 """
 
 EXAMPLES = r"""
@@ -121,6 +147,19 @@ EXAMPLES = r"""
   register: written
   become: true
 
+- name: Start a new release directory and unpack the code into it, in one task
+  pyfleet.deploy.files:
+    files:
+      - path: /srv/demo/releases/a1b2c3
+        state: directory
+      - path: /srv/demo/releases/a1b2c3/.release.json
+        content: "{{ {'id': 'a1b2c3'} | to_nice_json }}"
+      - path: /srv/demo/releases/a1b2c3
+        state: unpacked
+        src: /tmp/demo-a1b2c3.tar.gz
+        exclude: [.release.json, __pycache__]
+  become: true
+
 - name: Reload systemd when a unit changed
   ansible.builtin.systemd_service:
     daemon_reload: true
@@ -142,6 +181,7 @@ import os
 import pwd
 import shutil
 import stat
+import tarfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
@@ -204,6 +244,83 @@ def _append(module, entry, info, uid, gid, mode, diffs):
     return True
 
 
+def _member_parts(module, entry, name):
+    """The path components of an archive member's name; fail for one that climbs out."""
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if name.startswith("/") or ".." in parts:
+        module.fail_json(msg="%s: the archive member %s would land outside %s" % (entry["src"], name, entry["path"]))
+    return parts
+
+
+def _inside(module, entry, root, parts, name):
+    """The path of parts under root; fail when a link on the way leads out of root."""
+    target = os.path.join(root, *parts)
+    parent = os.path.realpath(os.path.dirname(target))
+    if parent != root and not parent.startswith(root + os.sep):
+        module.fail_json(msg="%s: the archive member %s would be written through a link, outside %s"
+                         % (entry["src"], name, entry["path"]))
+    return target
+
+
+def _unpack_member(module, entry, archive, member, root, uid, gid):
+    """Write one member of the archive under root (its real path)."""
+    parts = _member_parts(module, entry, member.name)
+    if not parts or set(parts) & set(entry["exclude"]):
+        return
+    target = _inside(module, entry, root, parts, member.name)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    mode = member.mode & 0o755
+    existing = os.path.lexists(target)
+    if member.isdir():
+        if existing and (os.path.islink(target) or not os.path.isdir(target)):
+            os.unlink(target)
+            existing = False
+        if not existing:
+            os.mkdir(target, 0o700)
+        os.chown(target, uid, gid)
+        os.chmod(target, mode)
+        return
+    if existing:
+        if os.path.isdir(target) and not os.path.islink(target):
+            module.fail_json(msg="%s: the archive member %s is not a directory, but one is there" % (entry["src"], member.name))
+        os.unlink(target)
+    if member.issym():
+        os.symlink(member.linkname, target)
+        os.lchown(target, uid, gid)
+    elif member.islnk():
+        linked = _inside(module, entry, root, _member_parts(module, entry, member.linkname), member.name)
+        os.link(linked, target, follow_symlinks=False)
+    elif member.isfile():
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(descriptor, "wb") as handle, archive.extractfile(member) as source:
+            shutil.copyfileobj(source, handle, 1 << 20)
+            os.fchown(handle.fileno(), uid, gid)
+            os.fchmod(handle.fileno(), mode)
+        os.utime(target, (member.mtime, member.mtime))
+    else:
+        module.fail_json(msg="%s: the archive member %s is a device or a FIFO" % (entry["src"], member.name))
+
+
+def _unpack(module, entry):
+    """Unpack the archive entry["src"] into the directory entry["path"]."""
+    path = entry["path"]
+    if not entry["src"]:
+        module.fail_json(msg="%s: src is required with state=unpacked" % path)
+    if module.check_mode:
+        return True
+    if not os.path.isdir(path):
+        module.fail_json(msg="%s: the directory to unpack into does not exist" % path)
+    uid, gid, dummy = _ids(module, dict(entry, mode="0755"))
+    root = os.path.realpath(path)
+    try:
+        with tarfile.open(entry["src"], "r:*") as archive:
+            for member in archive:
+                _unpack_member(module, entry, archive, member, root, uid, gid)
+    except (OSError, tarfile.TarError) as error:
+        module.fail_json(msg="%s: cannot unpack %s: %s" % (path, entry["src"], error))
+    return True
+
+
 def apply_entry(module, entry, diffs):
     """Make one entry what it says; return True if it changed (or would)."""
     path, state = entry["path"], entry["state"]
@@ -212,6 +329,8 @@ def apply_entry(module, entry, diffs):
         info = os.lstat(path)
     except OSError:
         info = None
+    if state == "unpacked":
+        return _unpack(module, entry)
     if state == "absent":
         if info is None:
             return False
@@ -273,9 +392,11 @@ def main():
                 required=True,
                 options=dict(
                     path=dict(type="path", required=True),
-                    state=dict(type="str", choices=["file", "directory", "link", "absent", "append"], default="file"),
+                    state=dict(type="str", choices=["file", "directory", "link", "absent", "append", "unpacked"],
+                               default="file"),
                     content=dict(type="str"),
                     src=dict(type="str"),
+                    exclude=dict(type="list", elements="str", default=[]),
                     parents=dict(type="bool", default=False),
                     owner=dict(type="str", default="root"),
                     group=dict(type="str", default="root"),

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import grp
+import io
 import os
 import pwd
 import stat
 import sys
+import tarfile
+
+import pytest
 
 from ansible_collections.pyfleet.deploy.plugins.modules import files
 
@@ -146,3 +150,91 @@ def test_a_directory_with_parents_is_made_with_its_missing_parents(tmp_path, cap
     assert (rc, out["changed_paths"], mode_of(deep)) == (0, [str(deep)], "0755")
     rc, out = run(capsys, [entry(tmp_path / "a" / "b", state="directory")])
     assert rc != 0 and "parent directory does not exist" in out["msg"] and not (tmp_path / "a").exists()
+
+
+def _archive(path, members):
+    """A .tar.gz at path; members are (name, kind, mode, payload), kind in file, dir, sym, lnk, fifo."""
+    with tarfile.open(path, "w:gz") as archive:
+        for name, kind, mode, payload in members:
+            info = tarfile.TarInfo(name)
+            info.mode, info.mtime = mode, 1_600_000_000
+            data = None
+            if kind == "file":
+                data = io.BytesIO(payload.encode())
+                info.size = len(payload)
+            else:
+                info.type = {"dir": tarfile.DIRTYPE, "sym": tarfile.SYMTYPE, "lnk": tarfile.LNKTYPE,
+                             "fifo": tarfile.FIFOTYPE}[kind]
+                info.linkname = payload or ""
+            archive.addfile(info, data)
+    return str(path)
+
+
+def test_unpacked_writes_the_tree_with_its_modes_less_group_and_other_write_and_leaves_out_the_excluded(tmp_path, capsys):
+    dest = tmp_path / "release"
+    dest.mkdir()
+    (dest / ".release.json").write_text("ours\n")
+    source = _archive(tmp_path / "code.tar.gz", [
+        ("./", "dir", 0o777, None),
+        ("./pkg", "dir", 0o777, None),
+        ("./pkg/app.py", "file", 0o666, "app = 1\n"),
+        ("./run.sh", "file", 0o775, "#!/bin/sh\n"),
+        ("./secret.txt", "file", 0o640, "s\n"),
+        ("./pkg/static", "sym", 0o777, "../assets"),
+        ("./pkg/again.py", "lnk", 0o644, "pkg/app.py"),
+        ("./.release.json", "file", 0o644, "theirs\n"),
+        ("./.venv/bin/python", "file", 0o755, "x"),
+        ("./deep/.venv/lib/x.py", "file", 0o644, "x"),
+        ("./deep/kept.py", "file", 0o644, "k\n"),
+    ])
+    rc, out = run(capsys, [entry(dest, state="unpacked", src=source, exclude=[".venv", ".release.json"])])
+    assert rc == 0, out
+    assert out["changed_paths"] == [str(dest)]
+    assert (dest / "pkg" / "app.py").read_text() == "app = 1\n" and (dest / "deep" / "kept.py").read_text() == "k\n"
+    assert (mode_of(dest), mode_of(dest / "pkg"), mode_of(dest / "pkg" / "app.py")) == ("0755", "0755", "0644")
+    assert (mode_of(dest / "run.sh"), mode_of(dest / "secret.txt")) == ("0755", "0640")
+    assert os.readlink(dest / "pkg" / "static") == "../assets"
+    assert os.stat(dest / "pkg" / "again.py").st_ino == os.stat(dest / "pkg" / "app.py").st_ino
+    assert os.stat(dest / "pkg" / "app.py").st_mtime == 1_600_000_000
+    assert (dest / ".release.json").read_text() == "ours\n"
+    assert not (dest / ".venv").exists() and not (dest / "deep" / ".venv").exists()
+
+
+@pytest.mark.parametrize("members", [
+    [("../escaped", "file", 0o644, "x")],
+    [("/tmp/escaped", "file", 0o644, "x")],
+    [("out", "sym", 0o777, "{outside}"), ("out/escaped", "file", 0o644, "x")],
+    [("out", "sym", 0o777, "{outside}"), ("out/new/escaped", "file", 0o644, "x")],
+    [("out", "sym", 0o777, "{outside}"), ("escaped", "lnk", 0o644, "out/target")],
+], ids=["dot-dot", "absolute", "through-a-link", "new-directory-through-a-link", "hard-link-through-a-link"])
+def test_unpacked_refuses_a_member_that_would_land_outside(tmp_path, capsys, members):
+    dest, outside = tmp_path / "release", tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+    (outside / "target").write_text("t\n")
+    members = [(name, kind, mode, payload.format(outside=outside) if payload else payload)
+               for name, kind, mode, payload in members]
+    rc, out = run(capsys, [entry(dest, state="unpacked", src=_archive(tmp_path / "bad.tar.gz", members))])
+    assert rc == 1 and "outside" in out["msg"], out
+    assert sorted(os.listdir(outside)) == ["target"] and not (tmp_path / "escaped").exists()
+
+
+def test_unpacked_refuses_a_fifo_and_names_the_member(tmp_path, capsys):
+    (tmp_path / "release").mkdir()
+    source = _archive(tmp_path / "fifo.tar.gz", [("pipe", "fifo", 0o644, None)])
+    rc, out = run(capsys, [entry(tmp_path / "release", state="unpacked", src=source)])
+    assert rc == 1 and "pipe is a device or a FIFO" in out["msg"]
+
+
+def test_unpacked_in_check_mode_reports_a_change_and_writes_nothing(tmp_path, capsys):
+    (tmp_path / "release").mkdir()
+    source = _archive(tmp_path / "code.tar.gz", [("app.py", "file", 0o644, "x")])
+    rc, out = run(capsys, [entry(tmp_path / "release", state="unpacked", src=source)], _ansible_check_mode=True)
+    assert (rc, out["changed_paths"], os.listdir(tmp_path / "release")) == (0, [str(tmp_path / "release")], [])
+
+
+def test_unpacked_names_an_archive_it_cannot_read(tmp_path, capsys):
+    (tmp_path / "release").mkdir()
+    (tmp_path / "broken.tar.gz").write_bytes(b"not an archive")
+    rc, out = run(capsys, [entry(tmp_path / "release", state="unpacked", src=str(tmp_path / "broken.tar.gz"))])
+    assert rc == 1 and out["msg"].startswith("%s: cannot unpack %s" % (tmp_path / "release", tmp_path / "broken.tar.gz"))
