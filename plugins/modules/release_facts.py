@@ -116,6 +116,13 @@ current:
   returned: always
   type: str
   sample: 20261202T040000-3f2a9c1b
+previous:
+  description: The release C(previous) points to (the one C(current) named before the last
+    switch), or an empty string.
+  returned: always
+  type: str
+  sample: 20261201T120000-9b8e7d6c
+  version_added: 0.5.0
 release_staged:
   description: Whether C(<root>/releases/<release>/.release.json) exists; the release is staged
     and complete (it is written last, before the release is moved into place).
@@ -231,7 +238,6 @@ service:
       sample: [env, gunicorn.conf.py]
 """
 
-import filecmp
 import grp
 import json
 import os
@@ -240,6 +246,7 @@ import stat
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pyfleet.deploy.plugins.module_utils.gunicorn_proc import ProcFS
+from ansible_collections.pyfleet.deploy.plugins.module_utils.service_state import service_state
 
 PROC_ROOT = "/proc"
 
@@ -290,35 +297,6 @@ def layout_problems(layout, user, group):
     return problems
 
 
-def _pyfleet_files(release_dir):
-    """Relative paths of the regular files under a release's .pyfleet/ directory."""
-    base = os.path.join(release_dir, ".pyfleet")
-    found = set()
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = [name for name in dirnames if name != "__pycache__"]
-        for name in filenames:
-            found.add(os.path.relpath(os.path.join(dirpath, name), base))
-    return found
-
-
-def pyfleet_differences(releases_dir, target, others):
-    """The .pyfleet/ files that differ between the target release and any of the others."""
-    target_dir = os.path.join(releases_dir, target)
-    target_files = _pyfleet_files(target_dir)
-    differs = set()
-    for other in others:
-        if other == target:
-            continue
-        other_dir = os.path.join(releases_dir, other)
-        other_files = _pyfleet_files(other_dir)
-        differs.update(target_files ^ other_files)
-        for name in target_files & other_files:
-            if not filecmp.cmp(os.path.join(target_dir, ".pyfleet", name), os.path.join(other_dir, ".pyfleet", name),
-                               shallow=False):
-                differs.add(name)
-    return sorted(differs)
-
-
 def _release_config(release_dir):
     try:
         with open(os.path.join(release_dir, ".release.json"), encoding="utf-8") as handle:
@@ -345,50 +323,16 @@ def migration_records(releases_dir):
     return sorted(records, key=lambda record: (record["at"], record["release"]))
 
 
-def service_state(module, proc, service, releases_dir, compare_to=None):
-    systemctl = module.get_bin_path("systemctl", required=True)
-    rc, out, err = module.run_command([systemctl, "show", "--property=ActiveState,MainPID,NeedDaemonReload", service])
-    if rc != 0:
-        module.fail_json(msg="cannot read the state of %s: %s" % (service, (err or out).strip()))
-    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    try:
-        main_pid = int(props.get("MainPID") or "0")
-    except ValueError:
-        main_pid = 0
-    exe = ""
-    serving = set()
-    if main_pid:
-        exe_link = os.path.join(proc.root, str(main_pid), "exe")
-        exe = os.path.realpath(exe_link) if os.path.lexists(exe_link) else ""
-        prefix = os.path.realpath(releases_dir) + os.sep
-        for worker in proc.children(main_pid):
-            cwd = proc.cwd(worker.pid)
-            if cwd and cwd.startswith(prefix):
-                serving.add(cwd[len(prefix):].split(os.sep, 1)[0])
-    enabled = {}
-    socket = (service[: -len(".service")] if service.endswith(".service") else service) + ".socket"
-    for unit in (service, socket):
-        rc, out, err = module.run_command([systemctl, "show", "--property=UnitFileState", "--value", unit])
-        enabled[unit] = rc == 0 and out.strip() == "enabled"
-    venvs = set()
-    for release in serving:
-        target = _readlink(os.path.join(releases_dir, release, ".venv"))
-        if target:
-            venvs.add(os.path.normpath(os.path.join(releases_dir, release, target)))
-    return dict(active_state=props.get("ActiveState", ""), main_pid=main_pid, exe=exe, serving=sorted(serving),
-                venvs=sorted(venvs), enabled=all(enabled.values()),
-                need_daemon_reload=props.get("NeedDaemonReload", "no") == "yes",
-                differs=pyfleet_differences(releases_dir, compare_to, serving) if compare_to else [])
-
-
 def run_module(module, proc):
     params = module.params
     root = params["root"]
     releases_dir = os.path.join(root, "releases")
     current = _readlink(os.path.join(root, "current"))
+    previous = _readlink(os.path.join(root, "previous"))
     result = dict(
         changed=False,
         current=os.path.basename(current.rstrip("/")) if current else "",
+        previous=os.path.basename(previous.rstrip("/")) if previous else "",
         release_staged=False,
         release_venv=None,
         release_config=None,

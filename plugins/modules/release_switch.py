@@ -28,6 +28,10 @@ description:
   - Reports what the switch changed for the reload that follows. It tells whether the
     virtualenv (that is, the lockfile) changes with the release, and which interpreter the
     release runs.
+  - With O(service), it reloads systemd when it installed or removed a unit, or when systemd
+    says a unit file changed on disk since it was loaded, and then reads the service as it runs
+    (RV(service)), as M(pyfleet.deploy.release_facts) does, compared with O(release). The reload
+    that follows decides from what runs, not from what this task moved.
   - One task does what would otherwise take about a dozen, which counts on every host of every
     rollout batch.
 options:
@@ -50,8 +54,8 @@ options:
   units:
     description:
       - File names of the systemd units the release carries in C(.pyfleet/systemd/), installed
-        into O(units_dir) after the switch. The caller reloads systemd when RV(units_changed) is
-        not empty.
+        into O(units_dir) after the switch. Without O(service), the caller reloads systemd when
+        RV(units_changed) or RV(units_removed) is not empty.
     type: list
     elements: str
     default: []
@@ -71,13 +75,19 @@ options:
         caller's business (M(pyfleet.deploy.app_processes) does it).
     type: path
     version_added: 0.5.0
+  service:
+    description:
+      - The app's systemd service (C(demo.service)). See RV(service).
+    type: str
+    version_added: 0.5.0
 extends_documentation_fragment:
   - pyfleet.deploy.attributes
 attributes:
   check_mode:
     support: full
     details:
-      - In check mode nothing is switched or removed; the module reports what it would do.
+      - In check mode nothing is switched or removed and systemd is not reloaded; the module
+        reports what it would do, and RV(service) is the service as it runs before the switch.
   diff_mode:
     support: none
 notes:
@@ -158,6 +168,28 @@ units_removed:
   elements: str
   sample: [demo-beat@.service]
   version_added: 0.5.0
+daemon_reloaded:
+  description: Whether systemd was reloaded (only with O(service)).
+  returned: always
+  type: bool
+  version_added: 0.5.0
+service:
+  description:
+    - The service as it runs after the switch, when O(service) is given. Its keys are those of
+      M(pyfleet.deploy.release_facts)'s RV(pyfleet.deploy.release_facts#module:service), and
+      its C(differs) compares O(release) with the releases the workers serve.
+  returned: when O(service) is given
+  type: dict
+  sample:
+    active_state: active
+    main_pid: 4242
+    exe: /usr/bin/python3.11
+    serving: [20261201T120000-9b8e7d6c]
+    venvs: [/srv/demo/venvs/5f1c0e7a2b3d]
+    enabled: true
+    need_daemon_reload: false
+    differs: [env]
+  version_added: 0.5.0
 pruned_releases:
   description: Ids of the releases removed (or that would be, in check mode).
   returned: always
@@ -174,10 +206,13 @@ import json
 import os
 import shutil
 
-PARTIAL = ".partial"  # a release the app role is still staging (releases/<id>.partial)
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pyfleet.deploy.plugins.module_utils.atomic import replace_link, write_file
+from ansible_collections.pyfleet.deploy.plugins.module_utils.gunicorn_proc import ProcFS
+from ansible_collections.pyfleet.deploy.plugins.module_utils.service_state import service_state
+
+PARTIAL = ".partial"  # a release the app role is still staging (releases/<id>.partial)
+PROC_ROOT = "/proc"
 
 
 def _readlink(path):
@@ -275,6 +310,27 @@ def plan_prune(root, keep, protected):
     return doomed, unused
 
 
+def _daemon_reload(module):
+    systemctl = module.get_bin_path("systemctl", required=True)
+    rc, out, err = module.run_command([systemctl, "daemon-reload"])
+    if rc != 0:
+        module.fail_json(msg="systemctl daemon-reload failed after the switch: %s" % (err or out).strip())
+
+
+def read_service(module, releases_dir, release, units_touched):
+    """Reload systemd when a unit changed, then read the service: (its state, whether systemd reloaded)."""
+    service = module.params["service"]
+    reloaded = False
+    if units_touched and not module.check_mode:
+        _daemon_reload(module)
+        reloaded = True
+    state = service_state(module, ProcFS(PROC_ROOT), service, releases_dir, release)
+    if state["need_daemon_reload"] and not module.check_mode:
+        _daemon_reload(module)
+        reloaded, state["need_daemon_reload"] = True, False
+    return state, reloaded
+
+
 def run_module(module):
     root = module.params["root"]
     release = module.params["release"]
@@ -335,8 +391,14 @@ def run_module(module):
         for path in unused:
             shutil.rmtree(path)
 
+    extra = {}
+    reloaded = False
+    if module.params["service"]:
+        extra["service"], reloaded = read_service(module, os.path.join(root, "releases"), release,
+                                                  bool(units_changed or removed))
     module.exit_json(
-        changed=bool(switched or units_changed or removed or doomed or unused),
+        changed=bool(switched or units_changed or removed or doomed or unused or reloaded),
+        daemon_reloaded=reloaded,
         release=release,
         previous=previous,
         switched=switched,
@@ -347,6 +409,7 @@ def run_module(module):
         units_removed=removed,
         pruned_releases=doomed,
         pruned_venvs=unused,
+        **extra
     )
 
 
@@ -359,6 +422,7 @@ def main():
             units=dict(type="list", elements="str", default=[]),
             units_dir=dict(type="path", default="/etc/systemd/system"),
             unit_manifest=dict(type="path"),
+            service=dict(type="str"),
         ),
         supports_check_mode=True,
     )

@@ -130,7 +130,8 @@ path:
 archive:
   description:
     - An uncompressed tar of the wheels in RV(path) (they are compressed already), so that a host receives them in
-      one transfer, for example with M(ansible.builtin.unarchive). Made once, with the download.
+      one transfer, for example with M(pyfleet.deploy.files) (an entry with O(pyfleet.deploy.files#module:files[].state=unpacked))
+      or M(ansible.builtin.unarchive). Made once, with the download.
     - Not made in check mode.
   returned: always
   type: str

@@ -11,6 +11,7 @@ import sys
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.pyfleet.deploy.plugins.module_utils import service_state
 from ansible_collections.pyfleet.deploy.plugins.modules import release_facts
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -145,16 +146,16 @@ def test_the_pyfleet_files_that_differ_from_the_serving_release_are_named(root):
                                 "systemd/demo.service": "[Service]\nX=1\n", "added.py": ""})
     (releases / "new" / ".pyfleet" / "__pycache__").mkdir()
     (releases / "new" / ".pyfleet" / "__pycache__" / "pyfleet_logging.cpython-311.pyc").write_bytes(b"\0")
-    assert release_facts.pyfleet_differences(str(releases), "new", ["old"]) == [
+    assert service_state.pyfleet_differences(str(releases), "new", ["old"]) == [
         "added.py", "env", "gone.py", "systemd/demo.service"]
-    assert release_facts.pyfleet_differences(str(releases), "new", ["new"]) == []
+    assert service_state.pyfleet_differences(str(releases), "new", ["new"]) == []
 
 
 def test_a_release_from_before_pyfleet_files_differs_in_every_file(root):
     releases = root / "releases"
     (releases / "legacy").mkdir()
     _pyfleet(releases / "new", {"env": "", "systemd/demo.service": ""})
-    assert release_facts.pyfleet_differences(str(releases), "new", ["legacy"]) == ["env", "systemd/demo.service"]
+    assert service_state.pyfleet_differences(str(releases), "new", ["legacy"]) == ["env", "systemd/demo.service"]
 
 
 def test_the_release_config_digest_is_read_from_its_metadata(root, capsys):

@@ -6,6 +6,7 @@ import os
 import sys
 
 import pytest
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.pyfleet.deploy.plugins.modules import release_switch
 
@@ -210,3 +211,56 @@ def test_with_a_manifest_every_carried_unit_is_installed_and_dropped_ones_go_wit
     assert out["units_changed"] == ["demo-beat@.service", "demo-nightly.service", "demo-nightly.timer", "demo-worker@.service"]
     rc, out = run(capsys, release="r1", **args)
     assert (out["changed"], out["units_changed"], out["units_removed"]) == (False, [], [])
+
+
+def _systemd(monkeypatch, tmp_path, need_reload=("no",)):
+    """Fake systemctl (an idle service) and /proc; return the commands the module ran, in order."""
+    ran = []
+    answers = list(need_reload)
+
+    def run_command(self, cmd, **kwargs):
+        ran.append(" ".join(cmd[1:]))
+        if "--property=UnitFileState" in cmd:
+            return 0, "enabled\n", ""
+        if cmd[1] == "show":
+            return 0, "MainPID=0\nActiveState=inactive\nNeedDaemonReload=%s\n" % answers.pop(0), ""
+        return 0, "", ""
+
+    monkeypatch.setattr(AnsibleModule, "get_bin_path", lambda self, name, required=False, opt_dirs=None: "/bin/systemctl")
+    monkeypatch.setattr(AnsibleModule, "run_command", run_command)
+    (tmp_path / "proc").mkdir()
+    monkeypatch.setattr(release_switch, "PROC_ROOT", str(tmp_path / "proc"))
+    return ran
+
+
+def test_with_the_service_systemd_reloads_after_new_units_and_the_service_is_read_after_the_switch(
+        root, tmp_path, capsys, monkeypatch):
+    units_dir = tmp_path / "systemd"
+    units_dir.mkdir()
+    _units(stage(root, "r1", "lockA", 20), demo_service="[Service]\n", demo_socket="[Socket]\n")
+    ran = _systemd(monkeypatch, tmp_path, need_reload=("no", "no"))
+    args = dict(root=str(root), units=["demo.service", "demo.socket"], units_dir=str(units_dir), service="demo.service")
+    rc, out = run(capsys, release="r1", **args)
+    assert rc == 0, out
+    assert ran[0] == "daemon-reload" and ran[1].startswith("show --property=ActiveState")
+    assert out["daemon_reloaded"] and out["service"]["active_state"] == "inactive" and out["service"]["serving"] == []
+    del ran[:]
+    rc, out = run(capsys, release="r1", **args)
+    assert (out["changed"], out["daemon_reloaded"], "daemon-reload" in ran) == (False, False, False)
+
+
+def test_a_unit_edited_on_disk_since_systemd_loaded_it_is_reloaded_even_when_the_units_are_unchanged(
+        root, tmp_path, capsys, monkeypatch):
+    stage(root, "r1", "lockA", 20)
+    ran = _systemd(monkeypatch, tmp_path, need_reload=("yes",))
+    rc, out = run(capsys, release="r1", root=str(root), service="demo.service")
+    assert (rc, ran[-1], out["daemon_reloaded"], out["service"]["need_daemon_reload"]) == (0, "daemon-reload", True, False)
+
+
+def test_without_the_service_nothing_is_read_and_systemd_is_not_reloaded(root, tmp_path, capsys, monkeypatch):
+    units_dir = tmp_path / "systemd"
+    units_dir.mkdir()
+    _units(stage(root, "r1", "lockA", 20), demo_service="[Service]\n")
+    ran = _systemd(monkeypatch, tmp_path)
+    rc, out = run(capsys, release="r1", root=str(root), units=["demo.service"], units_dir=str(units_dir))
+    assert (rc, ran, out["daemon_reloaded"], "service" in out) == (0, [], False, False)
