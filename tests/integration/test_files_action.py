@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""pyfleet.deploy.files through ansible-playbook: its action ships the archives of unpacked entries.
+
+The host is the controller itself (the local connection), with its own remote
+temporary directory, so the test sees what the action leaves there.
+"""
+
+from __future__ import annotations
+
+import grp
+import io
+import json
+import os
+import pwd
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from collection import COLLECTIONS  # tests/collection.py
+
+PLAYBOOK = '''
+- name: Stage a directory and unpack an archive into it in one task
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Write the directory and its metadata, then unpack the code around them
+      pyfleet.deploy.files:
+        files:
+          - {{path: "{{{{ dest }}}}", state: directory, mode: "0755", owner: "{me}", group: "{group}"}}
+          - {{path: "{{{{ dest }}}}/.release.json", content: "ours", owner: "{me}", group: "{group}"}}
+          - {{path: "{{{{ dest }}}}", state: unpacked, src: "{{{{ archive }}}}", exclude: [.release.json],
+             owner: "{me}", group: "{group}"}}
+      register: written
+    - name: Show what changed
+      ansible.builtin.debug:
+        var: written.changed_paths
+'''
+
+
+def _archive(path: Path) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, payload in (("app/main.py", b"app = 1\n"), (".release.json", b"theirs")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(payload), 0o644
+            archive.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def run_play(tmp_path: Path, archive: Path):
+    (tmp_path / "play.yml").write_text(PLAYBOOK.format(me=pwd.getpwuid(os.getuid()).pw_name,
+                                                       group=grp.getgrgid(os.getgid()).gr_name))
+    (tmp_path / "hosts.yml").write_text(json.dumps({"all": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                 "ansible_remote_tmp": str(tmp_path / "remote-tmp"), "dest": str(tmp_path / "release"),
+                 "archive": str(archive)},
+        "hosts": {"one": {}}}}))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_NOCOLOR="1")
+    return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
+                           str(tmp_path / "play.yml")], capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def test_the_archive_is_shipped_unpacked_around_the_metadata_and_nothing_is_left_behind(tmp_path):
+    archive = _archive(tmp_path / "code.tar.gz")
+    before = archive.read_bytes()
+    done = run_play(tmp_path, archive)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "release" / "app" / "main.py").read_text() == "app = 1\n"
+    assert (tmp_path / "release" / ".release.json").read_text() == "ours"
+    assert archive.read_bytes() == before
+    # The shipped copy went with the task's temporary directory.
+    assert list((tmp_path / "remote-tmp").iterdir()) == []
+
+
+def test_an_archive_missing_on_the_controller_is_named_and_nothing_is_written(tmp_path):
+    done = run_play(tmp_path, tmp_path / "missing.tar.gz")
+    assert done.returncode != 0
+    assert "files[2].src: %s is not a file on the controller" % (tmp_path / "missing.tar.gz") in done.stdout
+    assert not (tmp_path / "release").exists()
