@@ -8,8 +8,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # Outside the repository: inside it, ansible-test would ask git, which ignores .cache/.
-# One per command: make test runs sanity and units side by side.
-BASE=${PYFLEET_ANSIBLE_TEST_DIR:-${TMPDIR:-/tmp}/pyfleet-ansible-test}/$1
+# One per command: make test runs sanity and units side by side. One per
+# checkout too, so that two clones can run it at the same time.
+BASE=${PYFLEET_ANSIBLE_TEST_DIR:-${TMPDIR:-/tmp}/pyfleet-ansible-test-$(printf %s "$ROOT" | sha256sum | cut -c1-12)}/$1
 TREE="$BASE/ansible_collections/pyfleet/deploy"
 rm -rf "$BASE"
 mkdir -p "$TREE"
