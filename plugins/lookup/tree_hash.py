@@ -11,10 +11,13 @@ version_added: 0.1.0
 author: pyfleet.deploy developers (@pyfleet-deploy)
 description:
   - Returns the sha256 of a directory's content, or of a file.
-  - For a directory, the hash covers each regular file's relative path, its
-    executable bit and its bytes, in sorted order; symlinks contribute their
-    target. C(__pycache__), C(.git), C(*.pyc) and C(.release.json) are ignored,
-    so the hash changes exactly when the deployable content does.
+  - For a directory, the hash covers each directory's and regular file's
+    relative path, each file's executable bit and bytes, in sorted order; a
+    symbolic link contributes its target and is not followed. The names that
+    match O(ignore), at any depth, are left out with everything under them, so
+    the hash changes exactly when the deployable content does.
+  - M(pyfleet.deploy.files) packs a directory for an O(pyfleet.deploy.files#module:files[].state=unpacked)
+    entry with the same walk, so a release id covers exactly the files that ship.
   - The same tree always gives the same hash, on any controller, which makes it
     a release id that every host of a rollout agrees on.
 options:
@@ -23,12 +26,26 @@ options:
     type: list
     elements: path
     required: true
+  ignore:
+    description:
+      - Shell patterns (C(*), C(?), C([...])) matched against each file and directory name.
+      - The default is what the app role leaves out of a release by default (its
+        C(app_source_exclude) and the names a release owns).
+    type: list
+    elements: str
+    default: [.venv, .pyfleet, .release.json, .sbom.cdx.json, __pycache__, "*.pyc", .git, .hg, .svn, .mypy_cache,
+              .pytest_cache]
+    version_added: 0.5.0
 """
 
 EXAMPLES = r"""
 - name: Compute a release id
   ansible.builtin.set_fact:
     release_id: "{{ lookup('pyfleet.deploy.tree_hash', 'files/app')[:12] }}"
+
+- name: Leave the front-end sources out of the hash too
+  ansible.builtin.set_fact:
+    release_id: "{{ lookup('pyfleet.deploy.tree_hash', 'files/app', ignore=['.venv', '__pycache__', '*.pyc', '.git', 'frontend'])[:12] }}"
 """
 
 RETURN = r"""
@@ -44,9 +61,7 @@ import os
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
-
-_IGNORED_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".mypy_cache", ".pytest_cache"})
-_IGNORED_FILES = frozenset({".release.json"})
+from ansible_collections.pyfleet.deploy.plugins.plugin_utils.source_tree import IGNORED, walk
 
 
 def _file_digest(path, digest):
@@ -55,7 +70,7 @@ def _file_digest(path, digest):
             digest.update(block)
 
 
-def tree_hash(path):
+def tree_hash(path, ignore=IGNORED):
     """Return the hex sha256 of the file or directory at ``path``."""
     digest = hashlib.sha256()
     if os.path.isfile(path):
@@ -63,16 +78,13 @@ def tree_hash(path):
         return digest.hexdigest()
     if not os.path.isdir(path):
         raise AnsibleLookupError(f"tree_hash: '{path}' is neither a file nor a directory")
-    for root, dirs, files in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if d not in _IGNORED_DIRS)
-        for name in sorted(files):
-            if name in _IGNORED_FILES or name.endswith(".pyc"):
-                continue
-            full = os.path.join(root, name)
-            rel = os.path.relpath(full, path).encode("utf-8", "surrogateescape")
-            if os.path.islink(full):
-                digest.update(b"L\0" + rel + b"\0" + os.readlink(full).encode("utf-8", "surrogateescape") + b"\0")
-                continue
+    for relative, full, kind in walk(path, ignore):
+        rel = relative.encode("utf-8", "surrogateescape")
+        if kind == "dir":
+            digest.update(b"D\0" + rel + b"\0")
+        elif kind == "link":
+            digest.update(b"L\0" + rel + b"\0" + os.readlink(full).encode("utf-8", "surrogateescape") + b"\0")
+        else:
             mode = b"x" if os.access(full, os.X_OK) else b"-"
             digest.update(b"F\0" + rel + b"\0" + mode + b"\0")
             _file_digest(full, digest)
@@ -85,4 +97,6 @@ class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
-        return [tree_hash(os.path.expanduser(str(term))) for term in terms]
+        # Loaded by Ansible, the options hold the default; instantiated bare (unit tests), they do not.
+        ignore = tuple(self.get_option("ignore")) if self.has_option("ignore") else IGNORED
+        return [tree_hash(os.path.expanduser(str(term)), ignore) for term in terms]

@@ -46,9 +46,8 @@ options:
           - V(append) adds O(files[].content) to the end of the file in one write, creating the file
             with the owner, group and mode given when it is missing (an existing file keeps its
             own). It always counts as a change.
-          - V(unpacked) unpacks the tar archive O(files[].src) (plain, gzip, bzip2 or xz) into the
-            existing directory O(files[].path), leaving out the members named in
-            O(files[].exclude). Each file, directory and link is owned by O(files[].owner) and
+          - V(unpacked) unpacks O(files[].src) into the existing directory O(files[].path), leaving
+            out the members whose name, at any depth, matches O(files[].exclude). Each file, directory and link is owned by O(files[].owner) and
             O(files[].group); files and directories keep the archive's permission bits, less
             write for the group and others. A member that would land outside O(files[].path), by
             its name or through a link, or that is a device or a FIFO, fails the task. It always
@@ -69,13 +68,17 @@ options:
         description:
           - The target of the link, for O(files[].state=link), written as given (it may be relative
             to the link's directory).
-          - The archive on the controller, for O(files[].state=unpacked). The action ships it to the
-            host's temporary directory and removes it there afterwards.
+          - For O(files[].state=unpacked), a tar archive (plain, gzip, bzip2 or xz) or a directory on
+            the controller. The action packs a directory first, leaving out what O(files[].exclude)
+            matches, with the walk of the P(pyfleet.deploy.tree_hash#lookup) lookup, so a hash of the
+            directory covers exactly what is shipped. It ships the archive to the host's temporary
+            directory and removes it there afterwards.
         type: str
       exclude:
         description:
-          - With O(files[].state=unpacked), the names of the members to leave out, at any depth, with
-            everything under them. V(.venv) leaves out C(.venv) and C(src/.venv/bin/python).
+          - With O(files[].state=unpacked), shell patterns (C(*), C(?), C([...])) matched against each
+            file and directory name, at any depth; what matches is left out with everything under it.
+            V(.venv) leaves out C(.venv) and C(src/.venv/bin/python), V(*.pyc) every compiled file.
         type: list
         elements: str
         default: []
@@ -107,8 +110,8 @@ attributes:
     description: Has an action plugin of the same name, which runs on the controller first.
     support: full
     details:
-      - Ships the archives of O(files[].state=unpacked) entries from the controller; nothing is
-        shipped for the other entries.
+      - Packs the directories and ships the archives of O(files[].state=unpacked) entries from the
+        controller; nothing is shipped for the other entries.
 notes:
   - Meant for configuration files and small modules; each content travels as a module argument.
     An archive travels as a file.
@@ -156,8 +159,8 @@ EXAMPLES = r"""
         content: "{{ {'id': 'a1b2c3'} | to_nice_json }}"
       - path: /srv/demo/releases/a1b2c3
         state: unpacked
-        src: /tmp/demo-a1b2c3.tar.gz
-        exclude: [.release.json, __pycache__]
+        src: /home/deploy/src/demo
+        exclude: [.release.json, .venv, __pycache__, "*.pyc", .git]
   become: true
 
 - name: Reload systemd when a unit changed
@@ -179,6 +182,7 @@ changed_paths:
 import grp
 import os
 import pwd
+import fnmatch
 import shutil
 import stat
 import tarfile
@@ -265,7 +269,7 @@ def _inside(module, entry, root, parts, name):
 def _unpack_member(module, entry, archive, member, root, uid, gid):
     """Write one member of the archive under root (its real path)."""
     parts = _member_parts(module, entry, member.name)
-    if not parts or set(parts) & set(entry["exclude"]):
+    if not parts or any(fnmatch.fnmatchcase(part, pattern) for part in parts for pattern in entry["exclude"]):
         return
     target = _inside(module, entry, root, parts, member.name)
     os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -29,7 +29,7 @@ PLAYBOOK = '''
         files:
           - {{path: "{{{{ dest }}}}", state: directory, mode: "0755", owner: "{me}", group: "{group}"}}
           - {{path: "{{{{ dest }}}}/.release.json", content: "ours", owner: "{me}", group: "{group}"}}
-          - {{path: "{{{{ dest }}}}", state: unpacked, src: "{{{{ archive }}}}", exclude: [.release.json],
+          - {{path: "{{{{ dest }}}}", state: unpacked, src: "{{{{ archive }}}}", exclude: [.release.json, .venv, "*.pyc"],
              owner: "{me}", group: "{group}"}}
       register: written
     - name: Show what changed
@@ -75,5 +75,28 @@ def test_the_archive_is_shipped_unpacked_around_the_metadata_and_nothing_is_left
 def test_an_archive_missing_on_the_controller_is_named_and_nothing_is_written(tmp_path):
     done = run_play(tmp_path, tmp_path / "missing.tar.gz")
     assert done.returncode != 0
-    assert "files[2].src: %s is not a file on the controller" % (tmp_path / "missing.tar.gz") in done.stdout
+    assert ("files[2].src: %s is neither a file nor a directory on the controller" % (tmp_path / "missing.tar.gz")
+            in done.stdout)
     assert not (tmp_path / "release").exists()
+
+
+def test_a_directory_is_packed_on_the_controller_without_what_the_exclusions_match(tmp_path):
+    source = tmp_path / "source"
+    (source / "app" / "__pycache__").mkdir(parents=True)
+    (source / "app" / "main.py").write_text("app = 1\n")
+    (source / "app" / "main.pyc").write_bytes(b"\0")
+    (source / "static").mkdir()
+    (source / "run.sh").write_text("#!/bin/sh\n")
+    (source / "run.sh").chmod(0o755)
+    (source / "current").symlink_to("app")
+    (source / ".venv" / "bin").mkdir(parents=True)
+    (source / ".venv" / "bin" / "python").write_text("x")
+    (source / ".release.json").write_text("theirs")
+    done = run_play(tmp_path, source)
+    assert done.returncode == 0, done.stdout + done.stderr
+    release = tmp_path / "release"
+    shipped = sorted(str(path.relative_to(release)) for path in release.rglob("*"))
+    assert shipped == [".release.json", "app", "app/__pycache__", "app/main.py", "current", "run.sh", "static"]
+    assert (release / ".release.json").read_text() == "ours"
+    assert os.readlink(release / "current") == "app" and os.access(release / "run.sh", os.X_OK)
+    assert list((tmp_path / "remote-tmp").iterdir()) == []

@@ -53,3 +53,47 @@ def test_hashes_a_file(tmp_path):
 def test_missing_path_is_a_clear_error(tmp_path):
     with pytest.raises(AnsibleLookupError, match="neither a file nor a directory"):
         LookupModule().run([str(tmp_path / "nope")], variables={})
+
+
+def test_a_local_virtualenv_and_what_a_release_owns_are_left_out(tree):
+    first = tree_hash(str(tree))
+    (tree / ".venv" / "bin").mkdir(parents=True)
+    (tree / ".venv" / "bin" / "python").write_text("#!/bin/sh\n")
+    (tree / "pkg" / ".pyfleet").mkdir()
+    (tree / "pkg" / ".pyfleet" / "env").write_text("SECRET=x\n")
+    (tree / ".sbom.cdx.json").write_text("{}")
+    (tree / "pkg" / "mod.pyc").write_bytes(b"\0")
+    assert tree_hash(str(tree)) == first
+
+
+@pytest.mark.parametrize("change", [
+    lambda t: (t / "static").mkdir(),  # an empty directory ships, so it counts
+    lambda t: os.symlink("pkg", t / "lib"),  # a link to a directory is one entry, not followed
+], ids=["empty-directory", "directory-link"])
+def test_directories_and_links_to_them_count(tree, change):
+    before = tree_hash(str(tree))
+    change(tree)
+    assert tree_hash(str(tree)) != before
+
+
+def test_ignore_names_other_patterns(tree):
+    (tree / "frontend").mkdir()
+    (tree / "frontend" / "app.js").write_text("x")
+    with_frontend = tree_hash(str(tree), ignore=(".venv",))
+    assert tree_hash(str(tree), ignore=("front*",)) != with_frontend
+    (tree / "frontend" / "app.js").write_text("y")
+    assert tree_hash(str(tree), ignore=("front*",)) == tree_hash(str(tree), ignore=("frontend",))
+
+
+def test_the_default_is_what_the_app_role_leaves_out_by_default():
+    """The lookup's default and the app role's list (its own names, then app_source_exclude) are one list."""
+    import yaml
+    from ansible_collections.pyfleet.deploy.plugins.lookup import tree_hash as module
+    from ansible_collections.pyfleet.deploy.plugins.plugin_utils.source_tree import DEFAULT_EXCLUDE, IGNORED, RELEASE_OWNED
+
+    role = os.path.join(os.path.dirname(module.__file__), "..", "..", "roles", "app")
+    with open(os.path.join(role, "defaults", "main.yml"), encoding="utf-8") as handle:
+        assert tuple(yaml.safe_load(handle)["app_source_exclude"]) == DEFAULT_EXCLUDE
+    with open(os.path.join(role, "vars", "main.yml"), encoding="utf-8") as handle:
+        assert str(list(RELEASE_OWNED)) in yaml.safe_load(handle)["_app_source_ignored"]
+    assert list(IGNORED) == yaml.safe_load(module.DOCUMENTATION)["options"]["ignore"]["default"]
