@@ -98,6 +98,11 @@ BAD_INPUT = [
      'app_source has no key "verison"; expected keys: type, path, version.'),
     ("source-missing-dir", "site", {"app_source": {"type": "dir", "path": "/nonexistent/app"}},
      "app_source must be a source whose path is an existing directory on the controller; got a mapping"),
+    ("source-exclude-path", "site", {"app_source_exclude": ["__pycache__", "tests/fixtures"]},
+     "app_source_exclude must be a list of file or directory names or shell patterns such as node_modules or *.log, "
+     'without /; got a list ["__pycache__", "tests/fixtures"].'),
+    ("source-exclude-string", "site", {"app_source_exclude": "node_modules"},
+     'app_source_exclude must be a list of strings; got the string "node_modules".'),
     ("lockfile-missing", "site", {"app_requirements": "/nonexistent/requirements.txt"},
      'app_requirements must be an existing lockfile on the controller; got the string "/nonexistent/requirements.txt".'),
     ("install-mode-unknown", "site", {"app_install_mode": "offline"},
