@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
+import sys
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(PROJECT, "examples", "fastapi")
+COLLECTIONS = os.path.join(PROJECT, ".cache", "ansible", "collections")
 
 
 # Appended to the FastAPI example: it imports and starts, but /health answers 503.
@@ -42,12 +43,12 @@ def variant(work, name, version, extra_code="", app=os.path.join(EXAMPLE, "app")
 
 
 def _tree_hash():
-    """The collection's own content hash, loaded from the source tree."""
-    spec = importlib.util.spec_from_file_location(
-        "pyfleet_tree_hash", os.path.join(PROJECT, "plugins", "lookup", "tree_hash.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.tree_hash
+    """The collection's own content hash (the tree_hash lookup), imported through the link to this
+    checkout that `make venv` keeps in .cache (tests/collection.py names the same one)."""
+    if COLLECTIONS not in sys.path:
+        sys.path.insert(0, COLLECTIONS)
+    from ansible_collections.pyfleet.deploy.plugins.lookup.tree_hash import tree_hash
+    return tree_hash
 
 
 def release_id(tree, lockfile):
