@@ -18,7 +18,7 @@ import tempfile
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.pyfleet.deploy.plugins.plugin_utils.source_tree import walk
+from ansible_collections.pyfleet.deploy.plugins.module_utils.source_tree import walk
 
 
 def pack(directory, exclude, dest):

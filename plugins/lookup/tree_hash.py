@@ -61,7 +61,7 @@ import os
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
-from ansible_collections.pyfleet.deploy.plugins.plugin_utils.source_tree import IGNORED, walk
+from ansible_collections.pyfleet.deploy.plugins.module_utils.source_tree import IGNORED, walk
 
 
 def _file_digest(path, digest):

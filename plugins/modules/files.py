@@ -182,7 +182,6 @@ changed_paths:
 import grp
 import os
 import pwd
-import fnmatch
 import shutil
 import stat
 import tarfile
@@ -190,6 +189,7 @@ import tarfile
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
 from ansible_collections.pyfleet.deploy.plugins.module_utils.atomic import replace_link, write_file
+from ansible_collections.pyfleet.deploy.plugins.module_utils.source_tree import excluded
 
 
 def _ids(module, entry):
@@ -269,7 +269,7 @@ def _inside(module, entry, root, parts, name):
 def _unpack_member(module, entry, archive, member, root, uid, gid):
     """Write one member of the archive under root (its real path)."""
     parts = _member_parts(module, entry, member.name)
-    if not parts or any(fnmatch.fnmatchcase(part, pattern) for part in parts for pattern in entry["exclude"]):
+    if not parts or any(excluded(part, entry["exclude"]) for part in parts):
         return
     target = _inside(module, entry, root, parts, member.name)
     os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -89,7 +89,7 @@ def test_the_default_is_what_the_app_role_leaves_out_by_default():
     """The lookup's default and the app role's list (its own names, then app_source_exclude) are one list."""
     import yaml
     from ansible_collections.pyfleet.deploy.plugins.lookup import tree_hash as module
-    from ansible_collections.pyfleet.deploy.plugins.plugin_utils.source_tree import DEFAULT_EXCLUDE, IGNORED, RELEASE_OWNED
+    from ansible_collections.pyfleet.deploy.plugins.module_utils.source_tree import DEFAULT_EXCLUDE, IGNORED, RELEASE_OWNED
 
     role = os.path.join(os.path.dirname(module.__file__), "..", "..", "roles", "app")
     with open(os.path.join(role, "defaults", "main.yml"), encoding="utf-8") as handle:

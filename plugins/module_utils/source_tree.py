@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # Copyright (c) pyfleet.deploy developers
-"""A release's source tree on the controller, as the tree_hash lookup hashes it and the files action packs it.
+"""A release's source tree, as the tree_hash lookup hashes it, the files action packs it and the files
+module unpacks it.
 
-One walk for both, so that a release id covers exactly the files that ship.
+One walk and one rule for names, so that a release id covers exactly the files that ship.
 """
 
 from __future__ import annotations
