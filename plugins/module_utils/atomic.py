@@ -5,6 +5,7 @@
 
 Both write a temporary entry in the same directory and rename(2) it over the old one; shared by the
 files module and release_switch (the current and previous links, the units a release carries).
+read_link reads such a link back (release_switch, release_facts and service_state).
 """
 
 from __future__ import annotations
@@ -38,3 +39,11 @@ def replace_link(path, target):
         os.unlink(tmp)
     os.symlink(target, tmp)
     os.rename(tmp, path)
+
+
+def read_link(path):
+    """The target of the symbolic link ``path``, or None when it is missing or not a link."""
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None

@@ -10,12 +10,7 @@ from __future__ import annotations
 import filecmp
 import os
 
-
-def _readlink(path):
-    try:
-        return os.readlink(path)
-    except OSError:
-        return None
+from ansible_collections.pyfleet.deploy.plugins.module_utils.atomic import read_link
 
 
 def _pyfleet_files(release_dir):
@@ -75,7 +70,7 @@ def service_state(module, proc, service, releases_dir, compare_to=None):
         enabled[unit] = rc == 0 and out.strip() == "enabled"
     venvs = set()
     for release in serving:
-        target = _readlink(os.path.join(releases_dir, release, ".venv"))
+        target = read_link(os.path.join(releases_dir, release, ".venv"))
         if target:
             venvs.add(os.path.normpath(os.path.join(releases_dir, release, target)))
     return dict(active_state=props.get("ActiveState", ""), main_pid=main_pid, exe=exe, serving=sorted(serving),

@@ -245,6 +245,7 @@ import pwd
 import stat
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.pyfleet.deploy.plugins.module_utils.atomic import read_link
 from ansible_collections.pyfleet.deploy.plugins.module_utils.gunicorn_proc import ProcFS
 from ansible_collections.pyfleet.deploy.plugins.module_utils.service_state import service_state
 
@@ -255,13 +256,6 @@ _PYTHON_PROBE = (
     "print(platform.python_version()); "
     "print(importlib.util.find_spec('ensurepip') is not None)"
 )
-
-
-def _readlink(path):
-    try:
-        return os.readlink(path)
-    except OSError:
-        return None
 
 
 def layout_problems(layout, user, group):
@@ -327,8 +321,8 @@ def run_module(module, proc):
     params = module.params
     root = params["root"]
     releases_dir = os.path.join(root, "releases")
-    current = _readlink(os.path.join(root, "current"))
-    previous = _readlink(os.path.join(root, "previous"))
+    current = read_link(os.path.join(root, "current"))
+    previous = read_link(os.path.join(root, "previous"))
     result = dict(
         changed=False,
         current=os.path.basename(current.rstrip("/")) if current else "",
@@ -347,7 +341,7 @@ def run_module(module, proc):
     if params["release"]:
         release_dir = os.path.join(releases_dir, params["release"])
         result["release_staged"] = os.path.isfile(os.path.join(release_dir, ".release.json"))
-        result["release_venv"] = _readlink(os.path.join(release_dir, ".venv"))
+        result["release_venv"] = read_link(os.path.join(release_dir, ".venv"))
         result["release_config"] = _release_config(release_dir) if result["release_staged"] else None
     if params["venv"]:
         result["venv_complete"] = os.path.isfile(os.path.join(params["venv"], ".pyfleet-complete"))

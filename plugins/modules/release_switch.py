@@ -207,19 +207,12 @@ import os
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.pyfleet.deploy.plugins.module_utils.atomic import replace_link, write_file
+from ansible_collections.pyfleet.deploy.plugins.module_utils.atomic import read_link, replace_link, write_file
 from ansible_collections.pyfleet.deploy.plugins.module_utils.gunicorn_proc import ProcFS
 from ansible_collections.pyfleet.deploy.plugins.module_utils.service_state import service_state
 
 PARTIAL = ".partial"  # a release the app role is still staging (releases/<id>.partial)
 PROC_ROOT = "/proc"
-
-
-def _readlink(path):
-    try:
-        return os.readlink(path)
-    except OSError:
-        return None
 
 
 def _relink(root, name, release):
@@ -297,7 +290,7 @@ def plan_prune(root, keep, protected):
     for name in ordered:
         if name in doomed:
             continue
-        target = _readlink(os.path.join(releases_dir, name, ".venv"))
+        target = read_link(os.path.join(releases_dir, name, ".venv"))
         if target:
             used.add(os.path.normpath(os.path.join(releases_dir, name, target)))
     venvs_dir = os.path.join(root, "venvs")
@@ -341,7 +334,7 @@ def run_module(module):
         module.fail_json(msg="release must be a directory name under %s/releases (got %r)" % (root, release))
 
     target_dir = os.path.join(root, "releases", release)
-    target_venv = _readlink(os.path.join(target_dir, ".venv"))
+    target_venv = read_link(os.path.join(target_dir, ".venv"))
     if not os.path.isdir(target_dir) or target_venv is None:
         module.fail_json(
             msg="Release %s is not staged on this host (%s/.venv is missing); current was not moved."
@@ -357,9 +350,9 @@ def run_module(module):
             % (release, ", ".join(missing), target_dir)
         )
 
-    current = _readlink(os.path.join(root, "current"))
+    current = read_link(os.path.join(root, "current"))
     previous = os.path.basename(current.rstrip("/")) if current else ""
-    previous_venv = _readlink(os.path.join(root, "releases", previous, ".venv")) if previous else None
+    previous_venv = read_link(os.path.join(root, "releases", previous, ".venv")) if previous else None
     if previous_venv is not None:
         previous_venv = os.path.normpath(os.path.join(root, "releases", previous, previous_venv))
     switched = previous != release
@@ -383,7 +376,7 @@ def run_module(module):
         if _read_manifest(manifest) != sorted(units) and not module.check_mode:
             write_file(manifest, (json.dumps(sorted(units)) + "\n").encode(), 0o644)
 
-    protected = {release, previous} if switched else {release, os.path.basename(_readlink(os.path.join(root, "previous")) or "")}
+    protected = {release, previous} if switched else {release, os.path.basename(read_link(os.path.join(root, "previous")) or "")}
     doomed, unused = plan_prune(root, keep, protected)
     if not module.check_mode:
         for name in doomed:
