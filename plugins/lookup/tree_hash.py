@@ -61,35 +61,20 @@ import os
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
-from ansible_collections.pyfleet.deploy.plugins.module_utils.source_tree import IGNORED, walk
-
-
-def _file_digest(path, digest):
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(block)
+from ansible_collections.pyfleet.deploy.plugins.module_utils.source_tree import IGNORED, hash_tree
 
 
 def tree_hash(path, ignore=IGNORED):
     """Return the hex sha256 of the file or directory at ``path``."""
-    digest = hashlib.sha256()
     if os.path.isfile(path):
-        _file_digest(path, digest)
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 16), b""):
+                digest.update(block)
         return digest.hexdigest()
     if not os.path.isdir(path):
         raise AnsibleLookupError(f"tree_hash: '{path}' is neither a file nor a directory")
-    for relative, full, kind in walk(path, ignore):
-        rel = relative.encode("utf-8", "surrogateescape")
-        if kind == "dir":
-            digest.update(b"D\0" + rel + b"\0")
-        elif kind == "link":
-            digest.update(b"L\0" + rel + b"\0" + os.readlink(full).encode("utf-8", "surrogateescape") + b"\0")
-        else:
-            mode = b"x" if os.access(full, os.X_OK) else b"-"
-            digest.update(b"F\0" + rel + b"\0" + mode + b"\0")
-            _file_digest(full, digest)
-            digest.update(b"\0")
-    return digest.hexdigest()
+    return hash_tree(path, ignore)
 
 
 class LookupModule(LookupBase):

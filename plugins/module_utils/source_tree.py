@@ -10,6 +10,7 @@ One walk and one rule for names, so that a release id covers exactly the files t
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 
 # What the app role leaves out by default: what a release owns itself (its
@@ -42,3 +43,47 @@ def walk(path, patterns=IGNORED):
         for name in sorted(kinds):
             full = os.path.join(root, name)
             yield os.path.relpath(full, path), full, kinds[name]
+
+
+class _HashingReader:
+    """A file object that feeds what it reads to a digest, so that a file is read once for both."""
+
+    def __init__(self, handle, digest):
+        self._handle = handle
+        self._digest = digest
+
+    def read(self, size=-1):
+        data = self._handle.read(size)
+        self._digest.update(data)
+        return data
+
+
+def hash_tree(path, patterns=IGNORED, pack=None):
+    """Return the hex sha256 of the directory at path, as the tree_hash lookup gives it.
+
+    The digest covers each directory's and regular file's relative path, each
+    file's executable bit and bytes, and each link's target, in walk() order.
+    With pack, an open tarfile, each entry is also added to it, and each file
+    is read once for both: the archive holds exactly the bytes hashed.
+    """
+    digest = hashlib.sha256()
+    for relative, full, kind in walk(path, patterns):
+        name = relative.encode("utf-8", "surrogateescape")
+        if kind == "dir":
+            digest.update(b"D\0" + name + b"\0")
+        elif kind == "link":
+            digest.update(b"L\0" + name + b"\0" + os.readlink(full).encode("utf-8", "surrogateescape") + b"\0")
+        else:
+            digest.update(b"F\0" + name + b"\0" + (b"x" if os.access(full, os.X_OK) else b"-") + b"\0")
+            with open(full, "rb") as handle:
+                reader = _HashingReader(handle, digest)
+                if pack is not None:
+                    pack.addfile(pack.gettarinfo(full, arcname=relative), reader)
+                else:
+                    while reader.read(1 << 16):
+                        pass
+            digest.update(b"\0")
+            continue
+        if pack is not None:
+            pack.add(full, arcname=relative, recursive=False)
+    return digest.hexdigest()

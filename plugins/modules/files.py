@@ -82,6 +82,18 @@ options:
         type: list
         elements: str
         default: []
+      src_hash:
+        description:
+          - With O(files[].state=unpacked), the P(pyfleet.deploy.tree_hash#lookup) lookup's hash of
+            O(files[].src), taken with the same O(files[].exclude) (for an archive, its sha256).
+          - The action then packs O(files[].src) once per run, in the run's temporary directory on
+            the controller, and every host of the run receives that same archive. It holds exactly
+            the bytes that were hashed while packing; when they no longer hash to this value (the
+            source changed after the hash was taken, for example by an edit during the run), the
+            task fails on each host before anything is shipped or written there.
+          - Without it, the action packs a directory for each host anew.
+        type: str
+        version_added: 0.5.0
       owner:
         description: Name of the owner.
         type: str
@@ -401,6 +413,7 @@ def main():
                     content=dict(type="str"),
                     src=dict(type="str"),
                     exclude=dict(type="list", elements="str", default=[]),
+                    src_hash=dict(type="str"),
                     parents=dict(type="bool", default=False),
                     owner=dict(type="str", default="root"),
                     group=dict(type="str", default="root"),
