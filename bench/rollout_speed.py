@@ -17,6 +17,15 @@ alternating between the engines so that both see the same machine:
   requests/s), half on keep-alive connections, one in ten holding 1 s
   requests. Every failed request is counted.
 
+Beside them, on this tree's fleet, ``bench/floor.py`` does the same rollouts
+with only what a safe code-only rollout cannot skip (ship, unpack, import,
+compile, then per batch switch, HUP, wait for the old workers and check
+health through nginx), scripted over the same SSH connections: the floor that
+no engine goes under on this machine, and its own 12-host / 3-host ratio.
+Every run on that fleet starts after ``QUIET`` seconds without a rollout, so
+that nginx has closed the upstream connections the last health checks left
+(an old worker waits for them, in any engine).
+
 This tree runs with its opt-in strategy, ``pyfleet.deploy.linear``.
 ``forks`` is 13: a play reaches the balancer and all 12 app servers at once,
 so no host waits for a free fork (Ansible's default of 5 would run a 12-host
@@ -45,6 +54,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+import floor  # noqa: E402
 from harness import BackgroundLoad, playbook, run  # noqa: E402
 from releases import variant  # noqa: E402
 
@@ -56,6 +66,8 @@ ENGINES = {
     "new": (2341, 9502),
 }
 FORKS = 13
+# Seconds longer than nginx's upstream keepalive_timeout (10 s, the nginx role's site).
+QUIET = 11
 
 
 def collection(work, engine, ref):
@@ -173,6 +185,16 @@ class Engine:
                 None if hosts is None or hosts_after is None else round(hosts_after - hosts, 1), done.returncode)
 
 
+def floor_rollout(inventory_path, source, release, hosts):
+    """bench/floor.py's rollout, measured as Engine.playbook measures one; a failure stops the bench."""
+    busy, hosts_busy = busy_core_seconds(), hosts_core_seconds()
+    seconds, phases = floor.rollout(inventory_path, source, release, hosts)
+    print("floor %s: %.1f s, preflight and batches %s" % (release, seconds, phases), flush=True)
+    hosts_after = hosts_core_seconds()
+    return (seconds, round(busy_core_seconds() - busy, 1),
+            None if hosts_busy is None or hosts_after is None else round(hosts_after - hosts_busy, 1), 0)
+
+
 def _runs(cell):
     runs = ", ".join("%.1f" % seconds for seconds in cell["seconds"])
     return runs + ("; %d failed and rolled back" % cell["failed_rollouts"] if cell["failed_rollouts"] else "")
@@ -222,17 +244,24 @@ def main(argv=None):
                                         ("3 hosts, under load", three, True)):
                 number += 1
                 source = variant(work, "r%d" % number, "r%d" % number)
-                for name in (("old", "new") if round_ % 2 == 0 else ("new", "old")):
-                    engine = engines[name]
+                for name in (("old", "new", "floor") if round_ % 2 == 0 else ("floor", "new", "old")):
+                    fleet = "new" if name == "floor" else name
+                    engine = engines[fleet]
+                    if fleet == "new":
+                        time.sleep(QUIET)
                     load = None
                     if loaded:
                         ca_file = os.path.join(os.path.dirname(engine.inventory), ".pyfleet-ca", "ca.crt")
                         # The fleet verifier's load (molecule/conftest.py), through this fleet's balancer.
-                        load = BackgroundLoad(work, "%s-%d" % (name, number), "https://127.0.0.1:%d" % ENGINES[name][1],
+                        load = BackgroundLoad(work, "%s-%d" % (name, number), "https://127.0.0.1:%d" % ENGINES[fleet][1],
                                               ca_file, clients=100, slow_clients=10, pause=0.25, path="/health")
-                    seconds, cpu, hosts_cpu, code = engine.playbook(
-                        "rolling_reload", {"app_source": {"type": "dir", "path": source}},
-                        limit=limit(name) if limit else None, log=os.path.join(work, "%s-r%d.log" % (name, number)))
+                    if name == "floor":
+                        seconds, cpu, hosts_cpu, code = floor_rollout(
+                            engine.inventory, source, "floor-r%d" % number, limit(fleet).split(",") if limit else None)
+                    else:
+                        seconds, cpu, hosts_cpu, code = engine.playbook(
+                            "rolling_reload", {"app_source": {"type": "dir", "path": source}},
+                            limit=limit(name) if limit else None, log=os.path.join(work, "%s-r%d.log" % (name, number)))
                     row = {"engine": name, "kind": kind, "round": round_ + 1, "seconds": seconds, "busy_core_seconds": cpu,
                            "hosts_core_seconds": hosts_cpu, "exit": code}
                     if load:
@@ -247,12 +276,14 @@ def main(argv=None):
                 env=env, stdout=subprocess.DEVNULL)
 
     lines = ["| rollout | 0.4.0 engine: seconds (median, runs) | this tree: seconds (median, runs) | ratio |"
-             " busy core-seconds, median, 0.4.0 / this tree (the hosts' part) | failed requests (0.4.0 / this tree) |",
-             "|---|---|---|---:|---|---|"]
+             " floor: seconds (median, runs) |"
+             " busy core-seconds, median, 0.4.0 / this tree / floor (the hosts' part) |"
+             " failed requests (0.4.0 / this tree / floor) |",
+             "|---|---|---|---:|---|---|---|"]
     summary = {}
     for kind in dict.fromkeys(row["kind"] for row in rows):
         cells = {}
-        for name in ("old", "new"):
+        for name in ("old", "new", "floor"):
             # A rollout that failed (and rolled back) is counted, not timed.
             failures = [row for row in rows if row["kind"] == kind and row["engine"] == name and row["exit"]]
             mine = [row for row in rows if row["kind"] == kind and row["engine"] == name and not row["exit"]]
@@ -268,13 +299,20 @@ def main(argv=None):
                            "requests": requests, "failed": failed}
         summary[kind] = cells
         loaded = any("load" in row for row in rows if row["kind"] == kind)
-        lines.append("| %s | %.1f (%s) | %.1f (%s) | %.2f | %.0f (%.0f) / %.0f (%.0f) | %s |" % (
+        lines.append("| %s | %.1f (%s) | %.1f (%s) | %.2f | %.1f (%s) | %s | %s |" % (
             kind, cells["old"]["median"], _runs(cells["old"]), cells["new"]["median"], _runs(cells["new"]),
-            cells["new"]["median"] / cells["old"]["median"],
-            cells["old"]["busy_core_seconds"], cells["old"]["hosts_core_seconds"],
-            cells["new"]["busy_core_seconds"], cells["new"]["hosts_core_seconds"],
-            "%d of %d / %d of %d" % (cells["old"]["failed"], cells["old"]["requests"],
-                                     cells["new"]["failed"], cells["new"]["requests"]) if loaded else "-"))
+            cells["new"]["median"] / cells["old"]["median"], cells["floor"]["median"], _runs(cells["floor"]),
+            " / ".join("%.0f (%.0f)" % (cells[name]["busy_core_seconds"], cells[name]["hosts_core_seconds"])
+                       for name in ("old", "new", "floor")),
+            " / ".join("%d of %d" % (cells[name]["failed"], cells[name]["requests"])
+                       for name in ("old", "new", "floor")) if loaded else "-"))
+    kinds = list(summary)
+    if len(kinds) >= 2:
+        # The second kind is all the hosts, the first 3 of them, both with no load.
+        lines.append("")
+        lines.append("%s / %s, medians: %s." % (kinds[1], kinds[0], ", ".join(
+            "%s %.2f" % (label, summary[kinds[1]][name]["median"] / summary[kinds[0]][name]["median"])
+            for name, label in (("old", "0.4.0"), ("new", "this tree"), ("floor", "floor")))))
     table = "\n".join(lines)
     print(table)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
