@@ -78,7 +78,7 @@ echo "$headers" | grep -qi "^x-release: $id\$" || { echo "release: $headers" >&2
 '''
 
 
-def _exclude_names():
+def _source_tree():
     if COLLECTIONS not in sys.path:
         sys.path.insert(0, COLLECTIONS)
     from ansible_collections.pyfleet.deploy.plugins.module_utils.source_tree import IGNORED, hash_tree
@@ -87,7 +87,7 @@ def _exclude_names():
 
 def code_tar(source):
     """The code as the files action ships it: an uncompressed tar of the walk, without the ignored names."""
-    ignored, hash_tree = _exclude_names()
+    ignored, hash_tree = _source_tree()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         hash_tree(source, ignored, archive)
