@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""pyfleet.deploy.linear: every task process starts with the play's connection plugins loaded.
+"""pyfleet.deploy.linear: every task process starts with the play's connection plugins and Jinja's plugins loaded.
 
 A task's process is forked from the controller. A filter defined beside the
 test playbook tells, from inside that process and before the task has loaded
@@ -23,10 +23,13 @@ from collection import COLLECTIONS  # tests/collection.py
 
 PROBE = '''
 from ansible import constants as C
-from ansible.plugins.loader import connection_loader
+from ansible.plugins.loader import connection_loader, test_loader
 
 
 def loaded(name):
+    if name == "jinja tests":
+        # Filled by the first template that uses a test; this task's condition uses none.
+        return bool(test_loader._cached_non_collection_wrappers)
     found = connection_loader.find_plugin_with_context(name)
     return C.config.has_configuration_definition("connection", found.plugin_resolved_name)
 
@@ -48,6 +51,12 @@ PLAYBOOK = '''
         content: preloaded
         mode: "0600"
       when: "'ansible.builtin.local' | loaded"
+    - name: Leave a mark when this process had the Jinja test plugins loaded before the task
+      ansible.builtin.copy:
+        dest: "{{{{ report_dir }}}}/{{{{ inventory_hostname }}}}.jinja"
+        content: preloaded
+        mode: "0600"
+      when: "'jinja tests' | loaded"
 '''
 
 
@@ -63,13 +72,13 @@ def run_play(tmp_path: Path, strategy: str) -> list:
     done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml"),
                            str(tmp_path / "play.yml")], capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    return sorted(path.name for path in tmp_path.glob("*.loaded"))
+    return sorted(path.name for path in tmp_path.iterdir() if path.suffix in (".loaded", ".jinja"))
 
 
 @pytest.mark.parametrize("strategy, marks", [
-    ("pyfleet.deploy.linear", ["one.loaded", "two.loaded"]),
-    # What it saves: with Ansible's own linear each task process loads the plugin itself.
+    ("pyfleet.deploy.linear", ["one.jinja", "one.loaded", "two.jinja", "two.loaded"]),
+    # What it saves: with Ansible's own linear each task process loads them itself.
     ("ansible.builtin.linear", []),
 ])
-def test_each_task_process_inherits_the_hosts_connection_plugin(tmp_path, strategy, marks):
+def test_each_task_process_inherits_the_hosts_connection_plugin_and_jinjas_plugins(tmp_path, strategy, marks):
     assert run_play(tmp_path, strategy) == marks
