@@ -13,7 +13,6 @@ the controller: for them, the task is one module run, with no temporary director
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ import tempfile
 from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.pyfleet.deploy.plugins.module_utils.source_tree import hash_tree
+from ansible_collections.pyfleet.deploy.plugins.module_utils.source_tree import hash_file, hash_tree
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -34,12 +33,8 @@ def pack(source, exclude, dest):
     if os.path.isdir(source):
         with tarfile.open(dest, "w") as archive:
             return hash_tree(source, tuple(exclude), archive)
-    digest = hashlib.sha256()
-    with open(source, "rb") as reader, open(dest, "wb") as writer:
-        for block in iter(lambda: reader.read(1 << 16), b""):
-            digest.update(block)
-            writer.write(block)
-    return digest.hexdigest()
+    with open(dest, "wb") as copy:
+        return hash_file(source, copy)
 
 
 def pack_once(source, exclude, src_hash, directory):

@@ -56,22 +56,17 @@ _raw:
   sample: ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
 """
 
-import hashlib
 import os
 
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
-from ansible_collections.pyfleet.deploy.plugins.module_utils.source_tree import IGNORED, hash_tree
+from ansible_collections.pyfleet.deploy.plugins.module_utils.source_tree import IGNORED, hash_file, hash_tree
 
 
 def tree_hash(path, ignore=IGNORED):
     """Return the hex sha256 of the file or directory at ``path``."""
     if os.path.isfile(path):
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 16), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return hash_file(path)
     if not os.path.isdir(path):
         raise AnsibleLookupError(f"tree_hash: '{path}' is neither a file nor a directory")
     return hash_tree(path, ignore)

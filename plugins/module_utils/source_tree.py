@@ -58,6 +58,18 @@ class _HashingReader:
         return data
 
 
+def hash_file(path, copy=None):
+    """Return the hex sha256 of the file at path; with copy, an open binary file, also write the
+    bytes hashed to it, reading the file once for both."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(block)
+            if copy is not None:
+                copy.write(block)
+    return digest.hexdigest()
+
+
 def hash_tree(path, patterns=IGNORED, pack=None):
     """Return the hex sha256 of the directory at path, as the tree_hash lookup gives it.
 
