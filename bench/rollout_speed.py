@@ -176,23 +176,31 @@ class Engine:
 
     def playbook(self, name, extra, limit=None, log=None):
         """Seconds, busy core-seconds (all, and the hosts') and exit code of one run; a failed site stops the bench."""
-        busy, hosts = busy_core_seconds(), hosts_core_seconds()
-        done = playbook(self.inventory, name, extra, limit=limit, env=self.env, log=log, label=self.name)
-        if done.returncode and name == "site":
-            raise SystemExit("%s %s failed (exit %d); log: %s" % (self.name, name, done.returncode, log))
-        hosts_after = hosts_core_seconds()
-        return (done.seconds, round(busy_core_seconds() - busy, 1),
-                None if hosts is None or hosts_after is None else round(hosts_after - hosts, 1), done.returncode)
+        def one():
+            done = playbook(self.inventory, name, extra, limit=limit, env=self.env, log=log, label=self.name)
+            if done.returncode and name == "site":
+                raise SystemExit("%s %s failed (exit %d); log: %s" % (self.name, name, done.returncode, log))
+            return done.seconds, done.returncode
+        return measured(one)
+
+
+def measured(run_once):
+    """(seconds, busy core-seconds, the hosts' part of them, exit code) of run_once(), which returns
+    (seconds, exit code)."""
+    busy, hosts = busy_core_seconds(), hosts_core_seconds()
+    seconds, code = run_once()
+    hosts_after = hosts_core_seconds()
+    return (seconds, round(busy_core_seconds() - busy, 1),
+            None if hosts is None or hosts_after is None else round(hosts_after - hosts, 1), code)
 
 
 def floor_rollout(inventory_path, source, release, hosts):
     """bench/floor.py's rollout, measured as Engine.playbook measures one; a failure stops the bench."""
-    busy, hosts_busy = busy_core_seconds(), hosts_core_seconds()
-    seconds, phases = floor.rollout(inventory_path, source, release, hosts)
-    print("floor %s: %.1f s, preflight and batches %s" % (release, seconds, phases), flush=True)
-    hosts_after = hosts_core_seconds()
-    return (seconds, round(busy_core_seconds() - busy, 1),
-            None if hosts_busy is None or hosts_after is None else round(hosts_after - hosts_busy, 1), 0)
+    def one():
+        seconds, phases = floor.rollout(inventory_path, source, release, hosts)
+        print("floor %s: %.1f s, preflight and batches %s" % (release, seconds, phases), flush=True)
+        return seconds, 0
+    return measured(one)
 
 
 def _runs(cell):
